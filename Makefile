@@ -1,0 +1,73 @@
+# edgewatch — every target sets up what it needs the first time and skips what is already there.
+# `make help` lists the targets (from the `## ` comments below).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+VENDOR := web/vendor
+# Debian packages the tests and benchmarks start for real (installed with apt-get when run as root).
+DEB_PACKAGES ?=
+
+.PHONY: help setup demo test lint format bench bench-protocol lock system clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) $(VENDOR)/uPlot.esm.js system ## create .venv, install edgewatch and its pinned dependencies, npm and Debian packages
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "edgewatch needs Python 3.11 or newer; install python3.11 (or set PYTHON=...) and run make again")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	@touch $@
+
+$(VENDOR)/uPlot.esm.js: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm is missing; install Node.js and npm (apt-get install npm) and run make again" >&2; exit 1; }
+	npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error
+	@mkdir -p $(VENDOR)
+	cp web/node_modules/uplot/dist/uPlot.esm.js web/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+
+system: ## install the Debian packages in DEB_PACKAGES that are missing (apt-get, as root)
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make: missing Debian packages:$$missing; run 'sudo apt-get install$$missing' or make as root" >&2; exit 1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+demo: setup ## run the demo: today, this host's metrics as wire frames (no aggregator yet)
+	@echo "edgewatch demo: the agent, the aggregator (storage, alerts, API) and the web UI are not built yet,"
+	@echo "so there is no URL or login to print. What exists is the wire protocol: here it encodes this"
+	@echo "host's real metrics (8 samples, 1 s apart) beside JSON and msgpack, one JSON line per case."
+	@$(PY) bench/protocol.py --quick
+
+test: setup lint ## run every test (lint first, then pytest)
+	$(PY) -m pytest -q
+
+RUFF := $(VENV)/bin/ruff --config .ci/ruff.toml
+
+lint: $(STAMP) ## ruff and mypy (strict for protocol/)
+	$(RUFF) check .
+	$(RUFF) format --check .
+	@mkdir -p build/typecheck/edgewatch
+	@for side in agent aggregator protocol web; do ln -sfn ../../../$$side build/typecheck/edgewatch/$$side; done
+	$(PY) -m mypy
+	$(PY) -m mypy --strict -p edgewatch.protocol
+
+format: $(STAMP) ## reformat the code with ruff
+	$(RUFF) format .
+	$(RUFF) check --fix .
+
+bench: bench-protocol ## run every benchmark (JSON lines on stdout)
+
+bench-protocol: $(STAMP) ## wire protocol: frame bytes and encode+decode time per sample, beside JSON and msgpack
+	$(PY) bench/protocol.py
+
+lock: $(STAMP) ## re-pin constraints.txt to what the venv has installed now
+	$(PIP) freeze --exclude-editable --disable-pip-version-check | grep -v '^edgewatch' > constraints.txt
+
+clean: ## remove the venv, caches and fetched web packages
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis web/node_modules $(VENDOR)

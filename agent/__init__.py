@@ -1,0 +1,1 @@
+"""edgewatch agent: the daemon that samples a host and pushes frames to the aggregator."""

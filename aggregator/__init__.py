@@ -1,0 +1,1 @@
+"""edgewatch aggregator: ingest, storage, alerting, API and web UI."""

@@ -1,0 +1,278 @@
+"""``decode``: a frame back to a batch, for any bytes, raising only ``ProtocolError``."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from typing import Any
+
+import msgpack
+import zstandard
+
+from . import keys as K
+from . import limits as L
+from .checks import check_event, check_name, check_strmap, check_uint64
+from .columns import FLOAT, INT, Decoder, check_precision, from_domain, history_of
+from .errors import ProtocolError
+from .header import FLAG_ZSTD, read_header
+from .types import Batch, Event, Kind, Series, Value
+
+_U64 = 1 << 64
+_MAX_WINDOW = 1 << 23  # zstd window a frame may ask for; the encoder's level 3 stays far below
+_decompressor = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
+
+
+def _decompress(data: bytes) -> bytes:
+    try:
+        params = zstandard.get_frame_parameters(data)
+    except zstandard.ZstdError as exc:
+        raise ProtocolError(f"the compressed payload is not a zstd frame ({exc})") from None
+    if (
+        params.content_size not in (0, zstandard.CONTENTSIZE_UNKNOWN)
+        and params.content_size > L.MAX_PAYLOAD_BYTES
+    ):
+        raise ProtocolError(
+            f"the payload declares {params.content_size} bytes, over the cap of {L.MAX_PAYLOAD_BYTES}"
+        )
+    try:
+        with _decompressor.stream_reader(io.BytesIO(data), read_across_frames=False) as reader:
+            out = reader.read(L.MAX_PAYLOAD_BYTES + 1)
+    except zstandard.ZstdError as exc:
+        raise ProtocolError(f"the compressed payload is corrupt ({exc})") from None
+    if len(out) > L.MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"the payload decompresses to more than the cap of {L.MAX_PAYLOAD_BYTES} bytes")
+    return out
+
+
+def _unpack_map(body: bytes) -> tuple[dict[Any, Any], int]:
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        max_buffer_size=len(body) or 1,
+        max_str_len=L.MAX_EVENT_STRING_LEN,
+        max_bin_len=L.MAX_PAYLOAD_BYTES,
+        # msgpack allocates a container when it reads its header: claims are held to what the body
+        # could hold, so nested headers that lie cost at most MAX_SERIES pointers a level.
+        max_array_len=min(L.MAX_SERIES, len(body)),
+        max_map_len=min(L.MAX_SERIES, len(body)),
+        max_ext_len=0,
+    )
+    unpacker.feed(body)
+    try:
+        payload = unpacker.unpack()
+    except msgpack.OutOfData:
+        raise ProtocolError("the payload ends inside its msgpack map; the frame is truncated") from None
+    except Exception as exc:  # msgpack raises many types for bad input; all mean the same here
+        raise ProtocolError(f"the payload is not valid msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"the payload must start with a msgpack map, not {type(payload).__name__}")
+    _check_depth(payload)
+    return payload, unpacker.tell()
+
+
+def _check_depth(obj: object) -> None:
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > L.MAX_DEPTH:
+            raise ProtocolError(f"the payload nests deeper than {L.MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _read_definition(d: object) -> Series:
+    if not isinstance(d, dict):
+        raise ProtocolError(f"a series definition must be a map, not {type(d).__name__}")
+    name = check_name("a metric name", d.get(K.DEF_NAME), L.MAX_NAME_LEN)
+    if not name:
+        raise ProtocolError("a series definition has an empty metric name")
+    labels = check_strmap(f"the labels of {name!r}", d.get(K.DEF_LABELS, {}), L.MAX_LABELS, L.MAX_STRING_LEN)
+    kind = d.get(K.DEF_KIND, 0)
+    if type(kind) is not int or kind not in (0, 1):
+        raise ProtocolError(f"series {name!r} has unknown kind {kind!r}")
+    precision = d.get(K.DEF_PRECISION)
+    check_precision(precision)
+    return Series(name, labels, Kind(kind), precision)
+
+
+def _read_series_map(items: object, ref: Batch) -> tuple[list[Series], list[int | None]]:
+    if not isinstance(items, list):
+        raise ProtocolError("the series map of a delta frame must be an array")
+    series: list[Series] = []
+    origin: list[int | None] = []
+    n = len(ref.series)
+    for item in items:
+        if type(item) is int:
+            start, count = item, 1
+        elif isinstance(item, list):
+            if len(item) != 2 or type(item[0]) is not int or type(item[1]) is not int:
+                raise ProtocolError("a run in the series map must be [start, count]")
+            start, count = item
+        else:
+            series.append(_read_definition(item))
+            origin.append(None)
+            continue
+        if not (start >= 0 and count >= 1 and start + count <= n):
+            raise ProtocolError(
+                f"the series map names reference series {start}..{start + count - 1}, "
+                f"but the reference has {n}; the reference is not the one this frame was coded against",
+                needs_reference=True,
+            )
+        if len(series) + count > L.MAX_SERIES:
+            raise ProtocolError(f"the series map holds more than {L.MAX_SERIES} series")
+        series.extend(ref.series[start : start + count])
+        origin.extend(range(start, start + count))
+    return series, origin
+
+
+def _read_events(items: object) -> tuple[Event, ...]:
+    if not isinstance(items, list) or len(items) > L.MAX_EVENTS:
+        raise ProtocolError(f"the events must be an array of at most {L.MAX_EVENTS}")
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ProtocolError("an event must be a map")
+        attrs = item.get(K.EVENT_ATTRS, {})
+        if not isinstance(attrs, dict):
+            raise ProtocolError("the attributes of an event must be a map")
+        out.append(check_event(Event(item.get(K.EVENT_TS), item.get(K.EVENT_TYPE), attrs)))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def _read_gaps(gaps: object, n_series: int, n: int) -> dict[int, list[bool]]:
+    if not isinstance(gaps, dict):
+        raise ProtocolError("the gap map must be a map of series index to bitmap")
+    out: dict[int, list[bool]] = {}
+    size = (n + 7) >> 3
+    for j, bitmap in gaps.items():
+        if type(j) is not int or not 0 <= j < n_series:
+            raise ProtocolError(f"the gap map names series {j!r}, which the frame does not have")
+        if not isinstance(bitmap, bytes) or len(bitmap) != size:
+            raise ProtocolError(f"the gap bitmap of series {j} must be {size} bytes")
+        out[j] = [bool(bitmap[i >> 3] >> (i & 7) & 1) for i in range(n)]
+    return out
+
+
+def _index_set(obj: object, n_series: int, what: str) -> set[int]:
+    if not isinstance(obj, (list, dict)):
+        raise ProtocolError(f"{what} must be an array or map of series indexes")
+    out = set()
+    for j in obj:
+        if type(j) is not int or not 0 <= j < n_series:
+            raise ProtocolError(f"{what} names series {j!r}, which the frame does not have")
+        out.add(j)
+    return out
+
+
+def decode(data: bytes, ref: Batch | None = None) -> Batch:
+    """Decode a frame; a delta frame needs the batch of the frame its header names as ``ref``.
+
+    Raises ``ProtocolError`` and nothing else, whatever ``data`` holds; ``needs_reference`` is set on
+    it when ``ref`` is missing or is not the frame the delta was coded against.
+    """
+    flags, named, offset = read_header(data)
+    if named is not None:
+        if ref is None:
+            raise ProtocolError(
+                f"this delta frame needs reference boot {named.boot_id} seq {named.seq}; send a key frame",
+                needs_reference=True,
+            )
+        if (ref.boot_id, ref.seq) != named:
+            raise ProtocolError(
+                f"this delta frame is coded against boot {named.boot_id} seq {named.seq}, "
+                f"not boot {ref.boot_id} seq {ref.seq}; send a key frame",
+                needs_reference=True,
+            )
+    body = bytes(data[offset:])
+    if flags & FLAG_ZSTD:
+        body = _decompress(body)
+    elif len(body) > L.MAX_PAYLOAD_BYTES:
+        raise ProtocolError("the payload is over the size cap")
+    payload, stream_at = _unpack_map(body)
+
+    if ref is None:
+        agent_id = check_name("the agent id", payload.get(K.AGENT), L.MAX_NAME_LEN)
+        boot_id = check_uint64("the boot id", payload.get(K.BOOT))
+        seq = check_uint64("seq", payload.get(K.SEQ))
+        host = check_strmap("the host metadata", payload.get(K.HOST, {}), L.MAX_HOST_FIELDS, L.MAX_STRING_LEN)
+        defs = payload.get(K.SERIES, [])
+        if not isinstance(defs, list) or len(defs) > L.MAX_SERIES:
+            raise ProtocolError(
+                f"the series of a key frame must be an array of at most {L.MAX_SERIES} definitions"
+            )
+        series = [_read_definition(d) for d in defs]
+        origin: list[int | None] = [None] * len(series)
+        ts_history: tuple[int, ...] = ()
+    else:
+        agent_id, boot_id = ref.agent_id, ref.boot_id
+        step = check_uint64("the seq step", payload.get(K.SEQ, 1))
+        seq = ref.seq + step
+        if step == 0 or seq >= _U64:
+            raise ProtocolError(f"the seq step {step} does not move past the reference")
+        host = (
+            check_strmap("the host metadata", payload[K.HOST], L.MAX_HOST_FIELDS, L.MAX_STRING_LEN)
+            if K.HOST in payload
+            else dict(ref.host)
+        )
+        if K.SERIES in payload:
+            series, origin = _read_series_map(payload[K.SERIES], ref)
+        else:
+            series, origin = list(ref.series), list(range(len(ref.series)))
+        ts_history = history_of(INT, None, ref.timestamps)
+    if len(set(series)) != len(series):
+        raise ProtocolError("a series appears twice in the frame")
+    n = payload.get(K.SAMPLES, 1)
+    if type(n) is not int or not 0 <= n <= L.MAX_TIMESTAMPS or n * len(series) > L.MAX_SAMPLES:
+        raise ProtocolError(f"the sample count {n!r} is not a whole number within the caps")
+
+    n_series = len(series)
+    floats = _index_set(payload.get(K.FLOAT_COLUMNS, []), n_series, "the float column list")
+    raws_obj = payload.get(K.RAW_COLUMNS, {})
+    raws = _index_set(raws_obj, n_series, "the raw column map")
+    if not isinstance(raws_obj, dict) or floats & raws:
+        raise ProtocolError("a column cannot be both a float and a raw column")
+    gaps = _read_gaps(payload.get(K.GAPS, {}), n_series, n)
+    no_gaps = [False] * n
+    slot_count = n + sum(n - sum(gaps.get(j, no_gaps)) for j in range(n_series) if j not in raws)
+    dec = Decoder(body[stream_at:], slot_count)
+
+    ts = [t for t in dec.int_column(no_gaps, ts_history, counter=True) if t is not None]
+    if any(b <= a for a, b in itertools.pairwise(ts)):
+        raise ProtocolError("the timestamps of the frame do not increase")
+    values: list[tuple[Value, ...]] = []
+    for j, s in enumerate(series):
+        p = s.precision
+        if j in raws:
+            column = raws_obj[j]
+            if not isinstance(column, list) or len(column) != n:
+                raise ProtocolError(f"raw column {j} must be an array of {n} values")
+            for v in column:
+                if (v is not None and type(v) not in (int, float)) or (
+                    type(v) is int and not -(1 << 63) <= v < (1 << 63)
+                ):
+                    raise ProtocolError(f"raw column {j} holds a value that is not an int, float or nil")
+            values.append(tuple(column))
+            continue
+        mode = FLOAT if j in floats else INT
+        r = origin[j]
+        history = history_of(mode, p, ref.values[r]) if ref is not None and r is not None else ()
+        col_gaps = gaps.get(j, no_gaps)
+        if mode == FLOAT:
+            domain = dec.float_column(col_gaps, history)
+        else:
+            domain = dec.int_column(col_gaps, history, counter=s.kind == Kind.COUNTER)
+        values.append(tuple(None if x is None else from_domain(mode, p, x) for x in domain))
+    dec.finish()
+    events = _read_events(payload.get(K.EVENTS, []))
+    return Batch(
+        agent_id=agent_id,
+        boot_id=boot_id,
+        seq=seq,
+        timestamps=tuple(ts),
+        series=tuple(series),
+        values=tuple(values),
+        host=host,
+        events=events,
+    )

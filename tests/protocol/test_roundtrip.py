@@ -1,0 +1,144 @@
+"""decode(encode(b, ref), ref) == b, for key frames, delta frames and the references agents keep."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgewatch.protocol import (
+    Batch,
+    Kind,
+    ProtocolError,
+    Series,
+    decode,
+    encode,
+    next_reference,
+    reference_of,
+)
+
+from .strategies import batches, reference_pairs
+
+S_CPU = Series("node_cpu_seconds_total", {"cpu": "0", "mode": "idle"}, Kind.COUNTER, 2)
+S_MEM = Series("node_memory_MemAvailable_bytes")
+S_LOAD = Series("node_load1", precision=2)
+
+
+def _batch(seq: int, ts: int, cpu: float, mem: int, load: float | None) -> Batch:
+    return Batch(
+        "web-1", 77, seq, (ts,), (S_CPU, S_MEM, S_LOAD), ((cpu,), (mem,), (load,)), {"hostname": "web-1"}
+    )
+
+
+@given(batches())
+def test_key_frame_round_trip(batch: Batch) -> None:
+    frame = encode(batch)
+    assert reference_of(frame) is None
+    assert decode(frame) == batch
+
+
+@given(reference_pairs())
+def test_delta_frame_round_trip(pair: tuple[Batch, Batch]) -> None:
+    ref, batch = pair
+    frame = encode(batch, ref)
+    named = reference_of(frame)
+    assert named is not None
+    assert (named.boot_id, named.seq) == (ref.boot_id, ref.seq)
+    assert decode(frame, ref) == batch
+
+
+@given(reference_pairs(), st.booleans())
+def test_delta_against_the_kept_reference(pair: tuple[Batch, Batch], two_samples: bool) -> None:
+    """Agent and aggregator keep next_reference(...) of what was acknowledged; deltas decode against it."""
+    first, batch = pair
+    ref = next_reference(None, first)
+    if two_samples and first.timestamps:
+        ref = next_reference(next_reference(None, first), first)  # a second call is harmless
+    assert decode(encode(batch, ref), ref) == batch
+
+
+def test_a_chain_of_one_sample_frames_stays_exact_and_small() -> None:
+    ref = None
+    sizes = []
+    mem = 8_000_000_000
+    for i in range(1, 40):
+        mem += 4096 * ((i * 7919) % 13 - 6)
+        batch = _batch(
+            i,
+            1_700_000_000_000 + 10_000 * i,
+            round(1000.0 + 9.87 * i, 2),
+            mem,
+            None if i % 9 == 0 else i / 100,
+        )
+        frame = encode(batch, ref)
+        decoded = decode(frame, ref)
+        assert decoded == batch
+        sizes.append(len(frame))
+        ref = next_reference(ref, decoded)
+    assert sizes[0] > 100  # the key frame spells out the series definitions
+    # after the first delta, a steady counter and timestamps cost no bytes at all
+    assert max(sizes[2:]) <= 24, sizes
+
+
+def test_precision_rounds_and_decodes_as_floats() -> None:
+    s = Series("temp_celsius", precision=1)
+    batch = Batch("a", 1, 1, (1, 2, 3), (s,), ((21.34, 22, -0.04),))
+    decoded = decode(encode(batch))
+    assert decoded.values == ((21.3, 22.0, -0.0 + 0.0),)
+    assert all(type(v) is float for v in decoded.values[0])
+    # the decoded form is what next_reference keeps, so both sides agree on it
+    assert next_reference(None, batch) == decoded
+
+
+def test_non_finite_values_survive_in_a_precision_series() -> None:
+    s = Series("ratio", precision=3)
+    batch = Batch("a", 1, 1, (1, 2, 3), (s,), ((0.5, math.nan, -math.inf),))
+    decoded = decode(encode(batch))
+    assert decoded == batch
+
+
+def test_counters_may_reset() -> None:
+    c = Series("requests_total", kind=Kind.COUNTER)
+    batch = Batch("a", 1, 1, (10, 20, 30, 40), (c,), ((1000, 2000, 3, 1003),))
+    assert decode(encode(batch)) == batch
+
+
+def test_extreme_integers_wrap_exactly() -> None:
+    c = Series("x", kind=Kind.COUNTER)
+    lo, hi = -(1 << 63), (1 << 63) - 1
+    batch = Batch("a", 1, 1, (lo, 0, hi), (c,), ((hi, lo, hi),))
+    assert decode(encode(batch)) == batch
+
+
+def test_series_added_and_removed_between_reference_and_batch() -> None:
+    a, b, c, d = (Series(n) for n in "abcd")
+    ref = Batch("h", 5, 10, (100,), (a, b, c), ((1,), (2,), (3,)))
+    batch = Batch("h", 5, 11, (200,), (c, d, a), ((4,), (5,), (6,)))
+    assert decode(encode(batch, ref), ref) == batch
+
+
+def test_encode_rejects_what_the_format_cannot_carry() -> None:
+    s = Series("x")
+    bad = [
+        Batch("a", 1, 1, (2, 1), (s,), ((1, 2),)),  # timestamps go backwards
+        Batch("a", 1, 1, (1,), (s, s), ((1,), (2,))),  # a series twice
+        Batch("a", 1, 1, (1,), (s,), ((1, 2),)),  # a column of the wrong length
+        Batch("a", 1, 1, (1,), (s,), ((True,),)),  # a bool is not a sample
+        Batch("a", 1, 1, (1,), (s,), ((1 << 64,),)),  # outside int64
+        Batch("a", -1, 1, (1,), (), ()),  # boot id is unsigned
+        Batch("a", 1, 1, (1,), (Series("x", precision=99),), ((1.0,),)),
+    ]
+    for batch in bad:
+        with pytest.raises(ProtocolError, match=r"\w+ \w+"):  # a sentence saying what is wrong
+            encode(batch)
+
+
+def test_delta_needs_same_agent_and_older_reference() -> None:
+    ref = _batch(5, 1000, 1.0, 1, 1.0)
+    later = _batch(6, 2000, 2.0, 2, 2.0)
+    other_boot = Batch("web-1", 78, 6, (2000,), later.series, later.values)
+    for batch, reference in ((later, later), (other_boot, ref), (ref, later)):
+        with pytest.raises(ProtocolError, match="reference"):
+            encode(batch, reference)

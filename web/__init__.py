@@ -1,0 +1,1 @@
+"""Static files of the edgewatch web UI, served by the aggregator."""
