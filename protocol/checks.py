@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import limits as L
-from .columns import check_precision
 from .errors import ProtocolError
 from .types import Batch, Event, Series
 
@@ -43,17 +42,6 @@ def check_strmap(what: str, m: object, count_cap: int, value_cap: int) -> dict[s
     return dict(m)
 
 
-def check_series(s: object) -> Series:
-    if not isinstance(s, Series):
-        raise ProtocolError(f"a series definition must be a Series, not {type(s).__name__}")
-    check_name("a metric name", s.name, L.MAX_NAME_LEN)
-    if not s.name:
-        raise ProtocolError("a metric name is empty; every series needs a name")
-    check_strmap(f"the labels of {s.name!r}", dict(s.labels), L.MAX_LABELS, L.MAX_STRING_LEN)
-    check_precision(s.precision)
-    return s
-
-
 def check_batch(batch: Batch) -> None:
     if not isinstance(batch, Batch):
         raise ProtocolError(f"encode takes a Batch, not {type(batch).__name__}")
@@ -78,12 +66,13 @@ def check_batch(batch: Batch) -> None:
         previous = ts
     if len(batch.values) != len(batch.series):
         raise ProtocolError(f"the batch has {len(batch.series)} series but {len(batch.values)} value columns")
-    seen: set[Series] = set()
+    for s in batch.series:
+        if type(s) is not Series:
+            raise ProtocolError(f"a series definition must be a Series, not {type(s).__name__}")
+    if len(set(batch.series)) != len(batch.series):
+        twice = next(s for i, s in enumerate(batch.series) if s in batch.series[:i])
+        raise ProtocolError(f"series {twice.name}{dict(twice.labels)} appears twice in the batch")
     for s, column in zip(batch.series, batch.values):
-        check_series(s)
-        if s in seen:
-            raise ProtocolError(f"series {s.name}{dict(s.labels)} appears twice in the batch")
-        seen.add(s)
         if len(column) != n:
             raise ProtocolError(
                 f"series {s.name!r} has {len(column)} values for {n} timestamps; use None for a gap"

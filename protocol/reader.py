@@ -12,10 +12,12 @@ import zstandard
 from . import keys as K
 from . import limits as L
 from .checks import check_event, check_name, check_strmap, check_uint64
-from .columns import FLOAT, INT, Decoder, check_precision, from_domain, history_of
+from .columns import INT, history_of
 from .errors import ProtocolError
 from .header import FLAG_ZSTD, read_header
-from .types import Batch, Event, Kind, Series, Value
+from .stream import CLOCK, Decoder, History
+from .table import RefColumns, decode_columns
+from .types import Batch, Event, Series
 
 _U64 = 1 << 64
 _MAX_WINDOW = 1 << 23  # zstd window a frame may ask for; the encoder's level 3 stays far below
@@ -85,16 +87,13 @@ def _check_depth(obj: object) -> None:
 def _read_definition(d: object) -> Series:
     if not isinstance(d, dict):
         raise ProtocolError(f"a series definition must be a map, not {type(d).__name__}")
-    name = check_name("a metric name", d.get(K.DEF_NAME), L.MAX_NAME_LEN)
-    if not name:
-        raise ProtocolError("a series definition has an empty metric name")
-    labels = check_strmap(f"the labels of {name!r}", d.get(K.DEF_LABELS, {}), L.MAX_LABELS, L.MAX_STRING_LEN)
-    kind = d.get(K.DEF_KIND, 0)
-    if type(kind) is not int or kind not in (0, 1):
-        raise ProtocolError(f"series {name!r} has unknown kind {kind!r}")
-    precision = d.get(K.DEF_PRECISION)
-    check_precision(precision)
-    return Series(name, labels, Kind(kind), precision)
+    labels = d.get(K.DEF_LABELS, {})
+    if not isinstance(labels, dict):
+        raise ProtocolError("the labels of a series definition must be a map")
+    name = d.get(K.DEF_NAME)
+    if not isinstance(name, str):
+        raise ProtocolError("a series definition has no metric name")
+    return Series(name, labels, d.get(K.DEF_KIND, 0), d.get(K.DEF_PRECISION))
 
 
 def _read_series_map(items: object, ref: Batch) -> tuple[list[Series], list[int | None]]:
@@ -191,6 +190,7 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
     elif len(body) > L.MAX_PAYLOAD_BYTES:
         raise ProtocolError("the payload is over the size cap")
     payload, stream_at = _unpack_map(body)
+    same_series = False
 
     if ref is None:
         agent_id = check_name("the agent id", payload.get(K.AGENT), L.MAX_NAME_LEN)
@@ -203,8 +203,8 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
                 f"the series of a key frame must be an array of at most {L.MAX_SERIES} definitions"
             )
         series = [_read_definition(d) for d in defs]
-        origin: list[int | None] = [None] * len(series)
-        ts_history: tuple[int, ...] = ()
+        ref_cols: RefColumns = [None] * len(series)
+        ts_history: History = (None, None)
     else:
         agent_id, boot_id = ref.agent_id, ref.boot_id
         step = check_uint64("the seq step", payload.get(K.SEQ, 1))
@@ -218,10 +218,12 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
         )
         if K.SERIES in payload:
             series, origin = _read_series_map(payload[K.SERIES], ref)
+            ref_cols = [None if r is None else ref.values[r] for r in origin]
         else:
-            series, origin = list(ref.series), list(range(len(ref.series)))
+            series, ref_cols = list(ref.series), ref.values
+            same_series = True  # the reference's, which were checked when it was decoded
         ts_history = history_of(INT, None, ref.timestamps)
-    if len(set(series)) != len(series):
+    if not same_series and len(set(series)) != len(series):
         raise ProtocolError("a series appears twice in the frame")
     n = payload.get(K.SAMPLES, 1)
     if type(n) is not int or not 0 <= n <= L.MAX_TIMESTAMPS or n * len(series) > L.MAX_SAMPLES:
@@ -234,36 +236,13 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
     if not isinstance(raws_obj, dict) or floats & raws:
         raise ProtocolError("a column cannot be both a float and a raw column")
     gaps = _read_gaps(payload.get(K.GAPS, {}), n_series, n)
-    no_gaps = [False] * n
-    slot_count = n + sum(n - sum(gaps.get(j, no_gaps)) for j in range(n_series) if j not in raws)
-    dec = Decoder(body[stream_at:], slot_count)
+    gap_count = sum(sum(bits) for j, bits in gaps.items() if j not in raws)
+    dec = Decoder(body[stream_at:], n + (n_series - len(raws)) * n - gap_count)
 
-    ts = [t for t in dec.int_column(no_gaps, ts_history, counter=True) if t is not None]
+    ts = [t for t in dec.int_column([False] * n, ts_history, CLOCK) if t is not None]
     if any(b <= a for a, b in itertools.pairwise(ts)):
         raise ProtocolError("the timestamps of the frame do not increase")
-    values: list[tuple[Value, ...]] = []
-    for j, s in enumerate(series):
-        p = s.precision
-        if j in raws:
-            column = raws_obj[j]
-            if not isinstance(column, list) or len(column) != n:
-                raise ProtocolError(f"raw column {j} must be an array of {n} values")
-            for v in column:
-                if (v is not None and type(v) not in (int, float)) or (
-                    type(v) is int and not -(1 << 63) <= v < (1 << 63)
-                ):
-                    raise ProtocolError(f"raw column {j} holds a value that is not an int, float or nil")
-            values.append(tuple(column))
-            continue
-        mode = FLOAT if j in floats else INT
-        r = origin[j]
-        history = history_of(mode, p, ref.values[r]) if ref is not None and r is not None else ()
-        col_gaps = gaps.get(j, no_gaps)
-        if mode == FLOAT:
-            domain = dec.float_column(col_gaps, history)
-        else:
-            domain = dec.int_column(col_gaps, history, counter=s.kind == Kind.COUNTER)
-        values.append(tuple(None if x is None else from_domain(mode, p, x) for x in domain))
+    values = decode_columns(dec, series, ref_cols, n, floats=floats, raws=raws_obj, gaps=gaps)
     dec.finish()
     events = _read_events(payload.get(K.EVENTS, []))
     return Batch(

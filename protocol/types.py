@@ -9,6 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from .errors import ProtocolError
+from .limits import MAX_LABELS, MAX_NAME_LEN, MAX_PRECISION, MAX_STRING_LEN
+
 Value: TypeAlias = int | float | None
 """One sample: an int, a float, or ``None`` for a gap."""
 
@@ -25,25 +28,38 @@ class Kind(enum.IntEnum):
     COUNTER = 1
 
 
-def _sorted_pairs(items: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
-    pairs = items.items() if isinstance(items, Mapping) else items
-    return tuple(sorted((str(k), str(v)) for k, v in pairs))
+def _labels(items: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> Labels:
+    pairs = tuple(items.items() if isinstance(items, Mapping) else items)
+    if len(pairs) > MAX_LABELS:
+        raise ProtocolError(f"series {name!r} has {len(pairs)} labels, over the cap of {MAX_LABELS}")
+    for k, v in pairs:
+        if type(k) is not str or not 0 < len(k) <= MAX_NAME_LEN:
+            raise ProtocolError(f"series {name!r} has a label name {k!r}; use a short non-empty string")
+        if type(v) is not str or len(v) > MAX_STRING_LEN:
+            raise ProtocolError(
+                f"label {k!r} of series {name!r} must be a string of at most {MAX_STRING_LEN}"
+            )
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise ProtocolError(f"series {name!r} has the same label name twice")
+    return tuple(sorted(pairs))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Series:
     """A series definition: metric name, labels, kind and optional precision.
 
     ``labels`` may be given as a mapping; it is kept as a tuple of ``(name, value)`` pairs sorted by
     name, so two definitions with the same labels are equal and hash alike. ``precision`` is a number
-    of decimal digits: finite values are sent rounded to it (and decoded as floats); ``None`` sends
-    ints and floats exactly.
+    of decimal digits (0 to 15): finite values are sent rounded to it (and decoded as floats);
+    ``None`` sends ints and floats exactly. A definition that breaks a rule or a cap of the format
+    raises ``ProtocolError`` when it is made, so every ``Series`` can be sent.
     """
 
     name: str
     labels: Labels = ()
     kind: Kind = Kind.GAUGE
     precision: int | None = None
+    _hash: int = field(default=0, repr=False)
 
     def __init__(
         self,
@@ -52,10 +68,36 @@ class Series:
         kind: Kind | int = Kind.GAUGE,
         precision: int | None = None,
     ) -> None:
+        if type(name) is not str or not 0 < len(name) <= MAX_NAME_LEN:
+            raise ProtocolError(f"metric name {name!r} is not a non-empty string of at most {MAX_NAME_LEN}")
+        if type(kind) not in (int, Kind) or kind not in (0, 1):
+            raise ProtocolError(f"series {name!r} has kind {kind!r}; use Kind.GAUGE or Kind.COUNTER")
+        if precision is not None and (type(precision) is not int or not 0 <= precision <= MAX_PRECISION):
+            raise ProtocolError(
+                f"series {name!r} has precision {precision!r}; use a whole number from 0 to {MAX_PRECISION}"
+            )
+        pairs = _labels(labels, name)
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "labels", _sorted_pairs(labels))
+        object.__setattr__(self, "labels", pairs)
         object.__setattr__(self, "kind", Kind(kind))
         object.__setattr__(self, "precision", precision)
+        object.__setattr__(self, "_hash", hash((name, pairs, int(kind), precision)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Series):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.name == other.name
+            and self.labels == other.labels
+            and self.kind == other.kind
+            and self.precision == other.precision
+        )
 
     @property
     def label_dict(self) -> dict[str, str]:

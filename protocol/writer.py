@@ -11,10 +11,12 @@ import zstandard
 from . import keys as K
 from . import limits as L
 from .checks import check_batch
-from .columns import FLOAT, INT, RAW, Encoder, decoded_form, history_of, to_domain
+from .columns import INT, history_of
 from .errors import ProtocolError
 from .header import FLAG_DELTA, FLAG_ZSTD, Reference, write_header
-from .types import Batch, Event, Kind, Series, Value
+from .stream import CLOCK, Encoder
+from .table import RefColumns, encode_columns
+from .types import Batch, Event, Kind, Series
 
 _COMPRESS_FROM = 96  # payloads shorter than this are never worth a zstd frame header
 _ZSTD_LEVEL = 3
@@ -57,16 +59,6 @@ def _event(e: Event) -> dict[int, Any]:
     return d
 
 
-def _gap_bitmap(column: Sequence[Value]) -> bytes | None:
-    if all(v is not None for v in column):
-        return None
-    bitmap = bytearray((len(column) + 7) >> 3)
-    for i, v in enumerate(column):
-        if v is None:
-            bitmap[i >> 3] |= 1 << (i & 7)
-    return bytes(bitmap)
-
-
 def encode(batch: Batch, ref: Batch | None = None) -> bytes:
     """Encode ``batch`` as a key frame, or as a delta frame against ``ref`` when one is given.
 
@@ -87,9 +79,13 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
             payload[K.SEQ] = batch.seq - ref.seq
         if dict(batch.host) != dict(ref.host):
             payload[K.HOST] = dict(batch.host)
-        ref_index = {s: i for i, s in enumerate(ref.series)}
-        if tuple(batch.series) != tuple(ref.series):
+        ref_cols: RefColumns
+        if batch.series == ref.series:
+            ref_cols = ref.values
+        else:
+            ref_index = {s: i for i, s in enumerate(ref.series)}
             payload[K.SERIES] = _series_map(batch.series, ref_index)
+            ref_cols = [None if (r := ref_index.get(s)) is None else ref.values[r] for s in batch.series]
         ts_history = history_of(INT, None, ref.timestamps)
     else:
         payload[K.AGENT] = batch.agent_id
@@ -97,39 +93,20 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
         payload[K.SEQ] = batch.seq
         payload[K.HOST] = dict(batch.host)
         payload[K.SERIES] = [_definition(s) for s in batch.series]
-        ref_index = {}
-        ts_history = ()
+        ref_cols = [None] * len(batch.series)
+        ts_history = (None, None)
     if len(batch.timestamps) != 1:
         payload[K.SAMPLES] = len(batch.timestamps)
 
     enc = Encoder()
-    enc.int_column(batch.timestamps, ts_history, counter=True)
-    float_columns: list[int] = []
-    raw_columns: dict[int, list[Value]] = {}
-    gaps: dict[int, bytes] = {}
-    for j, (s, given) in enumerate(zip(batch.series, batch.values)):
-        mode, column = decoded_form(s, given)
-        p = s.precision
-        if mode == RAW:
-            raw_columns[j] = list(column)
-            continue
-        bitmap = _gap_bitmap(column)
-        if bitmap is not None:
-            gaps[j] = bitmap
-        r = ref_index.get(s)
-        history = history_of(mode, p, ref.values[r]) if ref is not None and r is not None else ()
-        domain = [to_domain(mode, p, v) for v in column]
-        if mode == FLOAT:
-            float_columns.append(j)
-            enc.float_column(domain, history)
-        else:
-            enc.int_column(domain, history, counter=s.kind == Kind.COUNTER)
-    if float_columns:
-        payload[K.FLOAT_COLUMNS] = float_columns
-    if raw_columns:
-        payload[K.RAW_COLUMNS] = raw_columns
-    if gaps:
-        payload[K.GAPS] = gaps
+    enc.int_column(batch.timestamps, ts_history, CLOCK)
+    layout = encode_columns(enc, batch.series, batch.values, ref_cols, len(batch.timestamps))
+    if layout.floats:
+        payload[K.FLOAT_COLUMNS] = layout.floats
+    if layout.raws:
+        payload[K.RAW_COLUMNS] = layout.raws
+    if layout.gaps:
+        payload[K.GAPS] = layout.gaps
     if batch.events:
         payload[K.EVENTS] = [_event(e) for e in batch.events]
 

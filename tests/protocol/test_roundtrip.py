@@ -17,6 +17,7 @@ from edgewatch.protocol import (
     encode,
     next_reference,
     reference_of,
+    table,
 )
 
 from .strategies import batches, reference_pairs
@@ -128,11 +129,29 @@ def test_encode_rejects_what_the_format_cannot_carry() -> None:
         Batch("a", 1, 1, (1,), (s,), ((True,),)),  # a bool is not a sample
         Batch("a", 1, 1, (1,), (s,), ((1 << 64,),)),  # outside int64
         Batch("a", -1, 1, (1,), (), ()),  # boot id is unsigned
-        Batch("a", 1, 1, (1,), (Series("x", precision=99),), ((1.0,),)),
     ]
     for batch in bad:
         with pytest.raises(ProtocolError, match=r"\w+ \w+"):  # a sentence saying what is wrong
             encode(batch)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("",), "metric name"),
+        (("x" * 300,), "metric name"),
+        (("x", {"": "v"}), "label name"),
+        (("x", {"a": 1}), "must be a string"),
+        (("x", [("a", "1"), ("a", "2")]), "twice"),
+        (("x", {f"l{i}": "v" for i in range(40)}), "over the cap"),
+        (("x", {}, 7), "kind"),
+        (("x", {}, Kind.GAUGE, 99), "precision"),
+        (("x", {}, Kind.GAUGE, 1.5), "precision"),
+    ],
+)
+def test_a_series_that_cannot_be_sent_cannot_be_made(args: tuple[object, ...], match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        Series(*args)  # type: ignore[arg-type]
 
 
 def test_delta_needs_same_agent_and_older_reference() -> None:
@@ -142,3 +161,27 @@ def test_delta_needs_same_agent_and_older_reference() -> None:
     for batch, reference in ((later, later), (other_boot, ref), (ref, later)):
         with pytest.raises(ProtocolError, match="reference"):
             encode(batch, reference)
+
+
+@given(reference_pairs(), st.booleans())
+def test_single_sample_fast_path_makes_the_same_bytes(pair: tuple[Batch, Batch], kept: bool) -> None:
+    ref, batch = pair
+    if len(batch.timestamps) != 1:
+        batch = Batch(
+            batch.agent_id,
+            batch.boot_id,
+            batch.seq,
+            (batch.timestamps[-1] if batch.timestamps else 1,),
+            batch.series,
+            tuple((c[-1] if c else None,) for c in batch.values),
+            batch.host,
+        )
+    if kept:
+        ref = next_reference(None, ref)
+    fast = encode(batch, ref)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(table, "SINGLE_SAMPLE_FAST_PATH", False)
+        slow = encode(batch, ref)
+        assert decode(fast, ref) == batch
+    assert fast == slow
+    assert decode(fast, ref) == batch
