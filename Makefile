@@ -22,12 +22,13 @@ setup: $(STAMP) $(VENDOR)/uPlot.esm.js system ## create .venv, install edgewatch
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "edgewatch needs Python 3.11 or newer; install python3.11 (or set PYTHON=...) and run make again")'
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory system DEB_PACKAGES=python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
 	@touch $@
 
 $(VENDOR)/uPlot.esm.js: web/package.json web/package-lock.json
-	@command -v npm >/dev/null || { echo "make: npm is missing; install Node.js and npm (apt-get install npm) and run make again" >&2; exit 1; }
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory system DEB_PACKAGES=npm
 	npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error
 	@mkdir -p $(VENDOR)
 	cp web/node_modules/uplot/dist/uPlot.esm.js web/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/

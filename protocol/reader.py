@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from typing import Any
 
 import msgpack
@@ -21,7 +22,14 @@ from .types import Batch, Event, Series
 
 _U64 = 1 << 64
 _MAX_WINDOW = 1 << 23  # zstd window a frame may ask for; the encoder's level 3 stays far below
-_decompressor = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
+_local = threading.local()  # zstd contexts are not safe to share between threads
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
+    return dctx
 
 
 def _decompress(data: bytes) -> bytes:
@@ -37,7 +45,7 @@ def _decompress(data: bytes) -> bytes:
             f"the payload declares {params.content_size} bytes, over the cap of {L.MAX_PAYLOAD_BYTES}"
         )
     try:
-        with _decompressor.stream_reader(io.BytesIO(data), read_across_frames=False) as reader:
+        with _decompressor().stream_reader(io.BytesIO(data), read_across_frames=False) as reader:
             out = reader.read(L.MAX_PAYLOAD_BYTES + 1)
     except zstandard.ZstdError as exc:
         raise ProtocolError(f"the compressed payload is corrupt ({exc})") from None

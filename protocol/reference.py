@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 from .columns import decoded_form
-from .types import Batch
+from .types import Batch, Value
 
 
 def next_reference(ref: Batch | None, batch: Batch) -> Batch:
     """The reference for the frame after ``batch``, once ``batch`` was acknowledged.
 
-    It is ``batch`` as the receiver decoded it (floats of series with a precision rounded), with each
-    column's sample before it carried over from ``ref`` when ``batch`` has only one: counters are then
-    predicted from the rate of the last two samples even when every frame holds one. Agent and
-    aggregator call this alike, so both hold the same reference.
+    It is ``batch`` as the receiver decoded it (floats of series with a precision rounded), cut to its
+    last two samples, which is all that prediction looks at. When ``batch`` has one sample, each
+    column's sample before it is carried over from ``ref``, so counters are predicted from their last
+    rate even when every frame holds one sample; a batch with no samples (events only) keeps the
+    samples of ``ref``. Agent and aggregator call this alike, so both hold the same reference.
     """
-    values = [decoded_form(s, column)[1] for s, column in zip(batch.series, batch.values)]
     timestamps = batch.timestamps
-    if ref is not None and len(timestamps) == 1 and ref.timestamps and ref.timestamps[-1] < timestamps[0]:
-        ref_index = {s: i for i, s in enumerate(ref.series)}
-        merged = []
-        for s, column in zip(batch.series, values):
-            r = ref_index.get(s)
-            merged.append((ref.values[r][-1] if r is not None else None, *column))
-        values = merged
+    if not timestamps and ref is not None:
+        return Batch(
+            batch.agent_id, batch.boot_id, batch.seq, ref.timestamps, ref.series, ref.values, batch.host
+        )
+    values: list[tuple[Value, ...]] = [
+        tuple(column[-2:]) if s.precision is None else decoded_form(s, column)[1][-2:]
+        for s, column in zip(batch.series, batch.values)
+    ]
+    if len(timestamps) == 1 and ref is not None and ref.timestamps and ref.timestamps[-1] < timestamps[0]:
+        if batch.series == ref.series:
+            before: list[Value] = [column[-1] for column in ref.values]
+        else:
+            ref_index = {s: i for i, s in enumerate(ref.series)}
+            before = [None if (r := ref_index.get(s)) is None else ref.values[r][-1] for s in batch.series]
+        values = [(v, *column) for v, column in zip(before, values)]
         timestamps = (ref.timestamps[-1], *timestamps)
     return Batch(
         agent_id=batch.agent_id,
         boot_id=batch.boot_id,
         seq=batch.seq,
-        timestamps=timestamps,
+        timestamps=tuple(timestamps[-2:]),
         series=batch.series,
         values=tuple(values),
         host=batch.host,
-        events=(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,14 @@ from .types import Batch, Event, Kind, Series
 
 _COMPRESS_FROM = 96  # payloads shorter than this are never worth a zstd frame header
 _ZSTD_LEVEL = 3
-_compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True)
+_local = threading.local()  # zstd contexts are not safe to share between threads
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    cctx: zstandard.ZstdCompressor | None = getattr(_local, "cctx", None)
+    if cctx is None:
+        cctx = _local.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True)
+    return cctx
 
 
 def _definition(s: Series) -> dict[int, Any]:
@@ -113,7 +121,7 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
     body = msgpack.packb(payload, use_bin_type=True) + enc.stream()
     flags = FLAG_DELTA if ref is not None else 0
     if len(body) >= _COMPRESS_FROM:
-        packed = _compressor.compress(body)
+        packed = _compressor().compress(body)
         if len(packed) < len(body):
             body = packed
             flags |= FLAG_ZSTD

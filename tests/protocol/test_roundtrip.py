@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from edgewatch.protocol import (
     Batch,
+    Event,
     Kind,
     ProtocolError,
     Series,
@@ -89,8 +90,26 @@ def test_precision_rounds_and_decodes_as_floats() -> None:
     decoded = decode(encode(batch))
     assert decoded.values == ((21.3, 22.0, -0.0 + 0.0),)
     assert all(type(v) is float for v in decoded.values[0])
-    # the decoded form is what next_reference keeps, so both sides agree on it
-    assert next_reference(None, batch) == decoded
+    # the decoded form (of the last two samples) is what next_reference keeps: both sides agree on it
+    assert next_reference(None, batch).values == ((22.0, 0.0),)
+    assert next_reference(None, decoded) == next_reference(None, batch)
+
+
+def test_the_kept_reference_is_the_same_on_both_sides_whatever_the_column_holds() -> None:
+    s = Series("mixed", precision=1)
+    batch = Batch("a", 1, 1, (1, 2, 3), (s,), ((math.inf, 22, 0.04),))  # ints and inf: sent raw
+    assert next_reference(None, decode(encode(batch))) == next_reference(None, batch)
+
+
+def test_an_events_only_batch_keeps_the_samples_of_the_reference() -> None:
+    first = _batch(1, 10_000, 1.0, 4096, 0.5)
+    events = Batch(
+        "web-1", 77, 2, host={"hostname": "web-1"}, events=(Event(11_000, "service", {"unit": "x"}),)
+    )
+    kept = next_reference(next_reference(None, first), events)
+    assert (kept.seq, kept.timestamps, kept.series) == (2, first.timestamps, first.series)
+    later = _batch(3, 20_000, 2.0, 8192, 0.75)
+    assert decode(encode(later, kept), kept) == later
 
 
 def test_non_finite_values_survive_in_a_precision_series() -> None:
