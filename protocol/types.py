@@ -5,8 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import struct
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
 from .errors import ProtocolError
@@ -44,8 +43,21 @@ def _labels(items: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> 
     return tuple(sorted(pairs))
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Series:
+class _Frozen:
+    """Instances are values: their attributes are set once, in ``__init__``."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; make a new one")
+
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = getattr(type(self), "__slots__", ())
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in names if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+class Series(_Frozen):
     """A series definition: metric name, labels, kind and optional precision.
 
     ``labels`` may be given as a mapping; it is kept as a tuple of ``(name, value)`` pairs sorted by
@@ -55,11 +67,12 @@ class Series:
     raises ``ProtocolError`` when it is made, so every ``Series`` can be sent.
     """
 
+    __slots__ = ("_hash", "kind", "labels", "name", "precision")
     name: str
-    labels: Labels = ()
-    kind: Kind = Kind.GAUGE
-    precision: int | None = None
-    _hash: int = field(default=0, repr=False)
+    labels: Labels
+    kind: Kind
+    precision: int | None
+    _hash: int
 
     def __init__(
         self,
@@ -77,11 +90,12 @@ class Series:
                 f"series {name!r} has precision {precision!r}; use a whole number from 0 to {MAX_PRECISION}"
             )
         pairs = _labels(labels, name)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "labels", pairs)
-        object.__setattr__(self, "kind", Kind(kind))
-        object.__setattr__(self, "precision", precision)
-        object.__setattr__(self, "_hash", hash((name, pairs, int(kind), precision)))
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "labels", pairs)
+        init(self, "kind", Kind(kind))
+        init(self, "precision", precision)
+        init(self, "_hash", hash((name, pairs, int(kind), precision)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -99,18 +113,27 @@ class Series:
             and self.precision == other.precision
         )
 
+    def __repr__(self) -> str:
+        return f"Series({self.name!r}, {dict(self.labels)!r}, {self.kind!r}, {self.precision!r})"
+
     @property
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Event:
+class Event(_Frozen):
     """Something that happened at one instant: a service changed state, a command finished."""
 
+    __slots__ = ("attrs", "ts", "type")
     ts: int
     type: str
-    attrs: Mapping[str, Scalar] = field(default_factory=dict)
+    attrs: Mapping[str, Scalar]
+
+    def __init__(self, ts: int, type: str, attrs: Mapping[str, Scalar] | None = None) -> None:
+        init = object.__setattr__
+        init(self, "ts", ts)
+        init(self, "type", type)
+        init(self, "attrs", {} if attrs is None else attrs)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
@@ -125,8 +148,7 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Batch:
+class Batch(_Frozen):
     """One agent's samples of several series over one or more instants, plus events.
 
     ``values[i]`` is the column of ``series[i]``: one value per timestamp, ``None`` for a gap.
@@ -135,14 +157,36 @@ class Batch:
     ``-0.0`` does not equal ``0.0``.
     """
 
+    __slots__ = ("agent_id", "boot_id", "events", "host", "seq", "series", "timestamps", "values")
     agent_id: str
     boot_id: int
     seq: int
-    timestamps: tuple[int, ...] = ()
-    series: tuple[Series, ...] = ()
-    values: tuple[tuple[Value, ...], ...] = ()
-    host: Mapping[str, str] = field(default_factory=dict)
-    events: tuple[Event, ...] = ()
+    timestamps: Sequence[int]
+    series: Sequence[Series]
+    values: Sequence[Sequence[Value]]
+    host: Mapping[str, str]
+    events: Sequence[Event]
+
+    def __init__(  # noqa: PLR0917 - a value type, made positionally in tests and tools
+        self,
+        agent_id: str,
+        boot_id: int,
+        seq: int,
+        timestamps: Sequence[int] = (),
+        series: Sequence[Series] = (),
+        values: Sequence[Sequence[Value]] = (),
+        host: Mapping[str, str] | None = None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        init = object.__setattr__
+        init(self, "agent_id", agent_id)
+        init(self, "boot_id", boot_id)
+        init(self, "seq", seq)
+        init(self, "timestamps", timestamps)
+        init(self, "series", series)
+        init(self, "values", values)
+        init(self, "host", {} if host is None else host)
+        init(self, "events", events)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Batch):
@@ -151,10 +195,10 @@ class Batch:
             self.agent_id == other.agent_id
             and self.boot_id == other.boot_id
             and self.seq == other.seq
-            and self.timestamps == other.timestamps
-            and self.series == other.series
+            and tuple(self.timestamps) == tuple(other.timestamps)
+            and tuple(self.series) == tuple(other.series)
             and dict(self.host) == dict(other.host)
-            and self.events == other.events
+            and tuple(self.events) == tuple(other.events)
             and len(self.values) == len(other.values)
             and all(
                 len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
@@ -169,8 +213,8 @@ class Batch:
         """Number of non-gap values in the batch."""
         return sum(1 for column in self.values for v in column if v is not None)
 
-    def column(self, series: Series) -> tuple[Value, ...]:
-        return self.values[self.series.index(series)]
+    def column(self, series: Series) -> Sequence[Value]:
+        return self.values[list(self.series).index(series)]
 
 
 _DOUBLE = struct.Struct("<d")
