@@ -11,9 +11,11 @@ from .types import Batch, Event, Series
 _U64 = 1 << 64
 
 
-def check_name(what: str, s: object, cap: int) -> str:
+def check_name(what: str, s: object, cap: int, *, empty_ok: bool = False) -> str:
     if not isinstance(s, str):
         raise ProtocolError(f"{what} must be a string, not {type(s).__name__}")
+    if not s and not empty_ok:
+        raise ProtocolError(f"{what} is empty; give it a name")
     if len(s) > cap:
         raise ProtocolError(f"{what} is {len(s)} characters, over the cap of {cap}")
     return s
@@ -38,7 +40,7 @@ def check_strmap(what: str, m: object, count_cap: int, value_cap: int) -> dict[s
         raise ProtocolError(f"{what} has {len(m)} entries, over the cap of {count_cap}")
     for k, v in m.items():
         check_name(f"a key of {what}", k, L.MAX_NAME_LEN)
-        check_name(f"the value of {what}[{k!r}]", v, value_cap)
+        check_name(f"the value of {what}[{k!r}]", v, value_cap, empty_ok=True)
     return dict(m)
 
 

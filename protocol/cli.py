@@ -15,6 +15,8 @@ from .version import __version__
 
 # name -> (module with main(argv) -> int, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("edgewatch.agent.cli", "sample this host and push to an aggregator (the agent daemon)"),
+    "enroll": ("edgewatch.agent.enroll", "enroll this host with an aggregator, pinning its signing key"),
     "frame": ("edgewatch.protocol.frame_cli", "print wire frames (spooled or captured) as JSON"),
 }
 

@@ -28,7 +28,7 @@ FLOAT = 1
 RAW = 2
 
 _HALF = 1 << 63
-_EXACT = 1 << 52  # scaled ints at or above this cannot be trusted to survive k / 10**p and back
+EXACT = 1 << 50  # scaled ints at or above this may not survive k / 10**p and back (p up to 15)
 POW10: list[int] = [10**i for i in range(MAX_PRECISION + 1)]
 _DOUBLE = struct.Struct("<d")
 
@@ -38,7 +38,7 @@ def quantize(value: float, precision: int) -> float:
     if not math.isfinite(value):
         return value
     scaled = round(value * POW10[precision])
-    if abs(scaled) >= _EXACT:
+    if abs(scaled) >= EXACT:
         return value
     return scaled / POW10[precision]
 
@@ -65,7 +65,7 @@ def column_mode(series: Series, column: Sequence[Value]) -> int:
     if series.precision is not None:
         p = series.precision
         for v in column:
-            if v is not None and (not math.isfinite(v) or abs(round(v * POW10[p])) >= _EXACT):
+            if v is not None and (not math.isfinite(v) or abs(round(v * POW10[p])) >= EXACT):
                 return FLOAT if not ints else RAW
         return INT
     if floats and ints:
@@ -98,7 +98,7 @@ def to_domain(mode: int, precision: int | None, value: Value) -> int | None:
         if type(value) is bool or not math.isfinite(value):
             return None
         scaled = round(value * POW10[precision])
-        return scaled if abs(scaled) < _EXACT else None
+        return scaled if abs(scaled) < EXACT else None
     if mode == FLOAT and type(value) is float:
         return int.from_bytes(_DOUBLE.pack(value), "little")
     return None

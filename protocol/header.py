@@ -48,7 +48,8 @@ def read_header(data: bytes) -> tuple[int, Reference | None, int]:
         raise ProtocolError(f"a frame is bytes, not {type(data).__name__}")
     if len(data) > MAX_FRAME_BYTES:
         raise ProtocolError(
-            f"the frame is {len(data)} bytes, over the cap of {MAX_FRAME_BYTES}; send smaller batches"
+            f"the frame is {len(data)} bytes, over the cap of {MAX_FRAME_BYTES}; send smaller batches",
+            too_large=True,
         )
     if len(data) < 5:
         raise ProtocolError(f"the frame is only {len(data)} bytes, shorter than a header")
@@ -57,8 +58,8 @@ def read_header(data: bytes) -> tuple[int, Reference | None, int]:
     major = data[2]
     if major != MAJOR:
         raise ProtocolError(
-            f"the frame has protocol major version {major}; this reader speaks {MAJOR}: "
-            "upgrade the aggregator or downgrade the agent"
+            f"the frame has protocol major version {major} and this reader speaks {MAJOR}; "
+            "run agent and aggregator releases that share a major protocol version"
         )
     flags = data[4]
     if not flags & FLAG_DELTA:

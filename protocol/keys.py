@@ -16,7 +16,7 @@ SEQ: Final = 3  # uint64 in a key frame; seq minus the reference's seq in a delt
 HOST: Final = 4  # map str -> str; in a delta frame only when it differs from the reference's
 SERIES: Final = 5  # key frame: [definition, ...]; delta frame: series map, only when it differs
 SAMPLES: Final = 6  # uint, number of timestamps; omitted when 1
-VALUES: Final = 7  # bin: the residual stream (timestamps, then every column)
+VALUES: Final = 7  # reserved, never written: the residual stream follows the map instead
 FLOAT_COLUMNS: Final = 8  # [series index, ...] coded as IEEE-754 bits instead of integers
 RAW_COLUMNS: Final = 9  # {series index: [value or nil, ...]} coded as plain msgpack values
 GAPS: Final = 10  # {series index: bin bitmap, bit i set = sample i is a gap}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import threading
 from typing import Any
@@ -16,6 +15,7 @@ from .checks import check_event, check_name, check_strmap, check_uint64
 from .columns import INT, history_of
 from .errors import ProtocolError
 from .header import FLAG_ZSTD, read_header
+from .scan import MAX_STR_BYTES, map_end
 from .stream import CLOCK, Decoder, History
 from .table import RefColumns, decode_columns
 from .types import Batch, Event, Series
@@ -33,63 +33,53 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def _decompress(data: bytes) -> bytes:
+    """One zstd frame that declares its size, within the caps, with nothing after it."""
     try:
         params = zstandard.get_frame_parameters(data)
     except zstandard.ZstdError as exc:
         raise ProtocolError(f"the compressed payload is not a zstd frame ({exc})") from None
-    if (
-        params.content_size not in (0, zstandard.CONTENTSIZE_UNKNOWN)
-        and params.content_size > L.MAX_PAYLOAD_BYTES
-    ):
+    size = params.content_size
+    if size == zstandard.CONTENTSIZE_UNKNOWN:
+        raise ProtocolError("the compressed payload does not declare its size; edgewatch encoders always do")
+    if size > L.MAX_PAYLOAD_BYTES:
         raise ProtocolError(
-            f"the payload declares {params.content_size} bytes, over the cap of {L.MAX_PAYLOAD_BYTES}"
+            f"the payload declares {size} bytes, over the cap of {L.MAX_PAYLOAD_BYTES}", too_large=True
         )
+    if params.window_size > _MAX_WINDOW:
+        raise ProtocolError(
+            f"the compressed payload asks for a {params.window_size}-byte window, over {_MAX_WINDOW}"
+        )
+    dobj = _decompressor().decompressobj()
     try:
-        with _decompressor().stream_reader(io.BytesIO(data), read_across_frames=False) as reader:
-            out = reader.read(L.MAX_PAYLOAD_BYTES + 1)
+        out = dobj.decompress(data)  # libzstd stops at a block that would pass the declared size
     except zstandard.ZstdError as exc:
         raise ProtocolError(f"the compressed payload is corrupt ({exc})") from None
-    if len(out) > L.MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"the payload decompresses to more than the cap of {L.MAX_PAYLOAD_BYTES} bytes")
+    if not dobj.eof or len(out) != size:
+        raise ProtocolError("the compressed payload is truncated")
+    if dobj.unused_data:
+        raise ProtocolError(f"the compressed payload has {len(dobj.unused_data)} bytes after its zstd frame")
     return out
 
 
-def _unpack_map(body: bytes) -> tuple[dict[Any, Any], int]:
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        strict_map_key=False,
-        max_buffer_size=len(body) or 1,
-        max_str_len=L.MAX_EVENT_STRING_LEN,
-        max_bin_len=L.MAX_PAYLOAD_BYTES,
-        # msgpack allocates a container when it reads its header: claims are held to what the body
-        # could hold, so nested headers that lie cost at most MAX_SERIES pointers a level.
-        max_array_len=min(L.MAX_SERIES, len(body)),
-        max_map_len=min(L.MAX_SERIES, len(body)),
-        max_ext_len=0,
-    )
-    unpacker.feed(body)
+def _unpack_map(body: bytes) -> tuple[dict[int, Any], int]:
+    end = map_end(body)  # depth, object count and claims are checked before msgpack allocates
     try:
-        payload = unpacker.unpack()
-    except msgpack.OutOfData:
-        raise ProtocolError("the payload ends inside its msgpack map; the frame is truncated") from None
+        payload = msgpack.unpackb(
+            body[:end],
+            raw=False,
+            strict_map_key=False,
+            max_str_len=MAX_STR_BYTES,
+            max_bin_len=L.MAX_PAYLOAD_BYTES,
+            max_array_len=L.MAX_OBJECTS,
+            max_map_len=L.MAX_OBJECTS,
+            max_ext_len=0,
+        )
     except Exception as exc:  # msgpack raises many types for bad input; all mean the same here
         raise ProtocolError(f"the payload is not valid msgpack ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict):
         raise ProtocolError(f"the payload must start with a msgpack map, not {type(payload).__name__}")
-    _check_depth(payload)
-    return payload, unpacker.tell()
-
-
-def _check_depth(obj: object) -> None:
-    stack: list[tuple[object, int]] = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > L.MAX_DEPTH:
-            raise ProtocolError(f"the payload nests deeper than {L.MAX_DEPTH} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+    # field keys are integers; any other key (true, 1.0, "1") is a key this reader does not know
+    return {k: v for k, v in payload.items() if type(k) is int}, end
 
 
 def _read_definition(d: object) -> Series:
@@ -118,6 +108,8 @@ def _read_series_map(items: object, ref: Batch) -> tuple[list[Series], list[int 
                 raise ProtocolError("a run in the series map must be [start, count]")
             start, count = item
         else:
+            if len(series) >= L.MAX_SERIES:
+                raise ProtocolError(f"the series map holds more than {L.MAX_SERIES} series")
             series.append(_read_definition(item))
             origin.append(None)
             continue
@@ -196,11 +188,12 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
     if flags & FLAG_ZSTD:
         body = _decompress(body)
     elif len(body) > L.MAX_PAYLOAD_BYTES:
-        raise ProtocolError("the payload is over the size cap")
+        raise ProtocolError("the payload is over the size cap", too_large=True)
     payload, stream_at = _unpack_map(body)
     same_series = False
 
-    if ref is None:
+    if named is None:  # a key frame decodes on its own, whatever reference the caller holds
+        ref = None
         agent_id = check_name("the agent id", payload.get(K.AGENT), L.MAX_NAME_LEN)
         boot_id = check_uint64("the boot id", payload.get(K.BOOT))
         seq = check_uint64("seq", payload.get(K.SEQ))
@@ -214,6 +207,7 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
         ref_cols: RefColumns = [None] * len(series)
         ts_history: History = (None, None)
     else:
+        assert ref is not None  # a delta frame without its reference was refused above
         agent_id, boot_id = ref.agent_id, ref.boot_id
         step = check_uint64("the seq step", payload.get(K.SEQ, 1))
         seq = ref.seq + step
@@ -238,10 +232,13 @@ def decode(data: bytes, ref: Batch | None = None) -> Batch:
         raise ProtocolError(f"the sample count {n!r} is not a whole number within the caps")
 
     n_series = len(series)
-    floats = _index_set(payload.get(K.FLOAT_COLUMNS, []), n_series, "the float column list")
+    floats_obj = payload.get(K.FLOAT_COLUMNS, [])
     raws_obj = payload.get(K.RAW_COLUMNS, {})
+    if not isinstance(floats_obj, list) or not isinstance(raws_obj, dict):
+        raise ProtocolError("the float columns must be an array and the raw columns a map")
+    floats = _index_set(floats_obj, n_series, "the float column list")
     raws = _index_set(raws_obj, n_series, "the raw column map")
-    if not isinstance(raws_obj, dict) or floats & raws:
+    if floats & raws:
         raise ProtocolError("a column cannot be both a float and a raw column")
     gaps = _read_gaps(payload.get(K.GAPS, {}), n_series, n)
     gap_count = sum(sum(bits) for j, bits in gaps.items() if j not in raws)

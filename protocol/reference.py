@@ -25,7 +25,7 @@ def next_reference(ref: Batch | None, batch: Batch) -> Batch:
         for s, column in zip(batch.series, batch.values)
     ]
     if len(timestamps) == 1 and ref is not None and ref.timestamps and ref.timestamps[-1] < timestamps[0]:
-        if batch.series == ref.series:
+        if tuple(batch.series) == tuple(ref.series):  # a list and a tuple of the same series alike
             before: list[Value] = [column[-1] for column in ref.values]
         else:
             ref_index = {s: i for i, s in enumerate(ref.series)}

@@ -14,8 +14,8 @@ Whether a residual is zero is guessed too: not zero when ``a`` or ``b`` is unkno
 zero (a steady interval) once ``a`` and ``b`` are known. The stream starts with the slots where the
 guess is wrong: their count, then each position as the distance from the previous one (the first
 from -1) minus one. Then come the tokens of the slots whose residual is not zero, in slot order:
-unsigned LEB128 varints of at most ten bytes. An INT residual ``r`` is sent as ``zigzag(r) - 1``,
-unless the column looks byte-sized (``_shift``).
+unsigned LEB128 varints of at most 64 bits, in their shortest form. An INT residual ``r`` is sent
+as ``zigzag(r) - 1``, unless the column looks byte-sized (``_shift``).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def _shift(a: int, b: int | None) -> int:
     """Shift for the next residual of an INT column whose last values are ``b``, ``a``.
 
     When the last known values are all multiples of 2**9 or more, the residual is most likely one
-    too: its token then is ``(zigzag(r >> s) - 1) << 1`` with the flag bit clear, and any other
-    residual is sent as ``(zigzag(r) - 1) << 1 | 1``.
+    too: its token then is ``zigzag(r >> s)`` (never 0), and a residual that does not divide is sent
+    as the token 0 followed by ``zigzag(r) - 1``.
     """
     if a == 0:
         return 0
@@ -91,13 +91,13 @@ class Encoder:
         if r == 0:
             return
         s = 0 if a is None else _shift(a, b)
-        if not s:
-            _put(self.tokens, (((r << 1) ^ (r >> 63)) & _MASK) - 1)
-        elif r & ((1 << s) - 1) == 0:
-            q = r >> s
-            _put(self.tokens, (((q << 1) ^ (q >> 63)) - 1) << 1)
-        else:
-            _put(self.tokens, ((((r << 1) ^ (r >> 63)) & _MASK) - 1) << 1 | 1)
+        if s and r & ((1 << s) - 1) == 0:
+            q = r >> s  # not 0, since r is not
+            _put(self.tokens, (q << 1) ^ (q >> 63))
+            return
+        if s:
+            self.tokens.append(0)  # escape: the residual does not divide, it follows whole
+        _put(self.tokens, (((r << 1) ^ (r >> 63)) & _MASK) - 1)
 
     def int_column(self, values: Sequence[int | None], history: History, predictor: int) -> None:
         a, b = history
@@ -112,7 +112,7 @@ class Encoder:
         d = x ^ (a or 0)
         self._guess(d != 0, a is None or b is None or a != b)
         if d:
-            _put(self.tokens, int.from_bytes(d.to_bytes(8, "little").translate(_REVERSE), "little"))
+            _put(self.tokens, int.from_bytes(d.to_bytes(8, "little").translate(_REVERSE), "big"))
 
     def float_column(self, values: Sequence[int | None], history: History) -> None:
         a, b = history
@@ -152,6 +152,7 @@ class Decoder:
         self._next_wrong()
 
     def _varint(self) -> int:
+        """An unsigned LEB128 varint of at most 64 bits, in its shortest form."""
         data = self.data
         pos = self.pos
         u = 0
@@ -167,6 +168,10 @@ class Decoder:
             shift += 7
             if shift > 63:
                 raise ProtocolError("a varint in the value stream is longer than ten bytes")
+        if u > _MASK:
+            raise ProtocolError("a varint in the value stream is wider than 64 bits")
+        if byte == 0 and shift:
+            raise ProtocolError("a varint in the value stream is not in its shortest form")
         self.pos = pos
         return u
 
@@ -208,12 +213,10 @@ class Decoder:
         if guess:
             t = self._varint()
             s = 0 if a is None else _shift(a, b)
-            if s:
-                z = (t >> 1) + 1
-                r = (z >> 1) ^ -(z & 1)
-                p += r if t & 1 else r << s
+            if s and t:
+                p += ((t >> 1) ^ -(t & 1)) << s
             else:
-                z = t + 1
+                z = (self._varint() if s else t) + 1  # after an escape (0) the whole residual follows
                 p += (z >> 1) ^ -(z & 1)
         p &= _MASK
         return p - _TWO64 if p & _HALF else p
@@ -236,9 +239,7 @@ class Decoder:
         if not self._nonzero(a is None or b is None or a != b):
             return a or 0
         t = self._varint()
-        if t > _MASK:
-            raise ProtocolError("a float residual in the value stream is wider than 64 bits")
-        return (a or 0) ^ int.from_bytes(t.to_bytes(8, "little").translate(_REVERSE), "little")
+        return (a or 0) ^ int.from_bytes(t.to_bytes(8, "little").translate(_REVERSE), "big")
 
     def float_column(self, gaps: Sequence[bool], history: History) -> list[int | None]:
         out: list[int | None] = []

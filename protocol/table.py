@@ -11,13 +11,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .columns import FLOAT, INT, POW10, RAW, decoded_form, from_domain, history_of, quantize, to_domain
+from .columns import EXACT, FLOAT, INT, POW10, RAW, decoded_form, from_domain, history_of, quantize, to_domain
 from .errors import ProtocolError
 from .stream import Decoder, Encoder, History
 from .types import Series, Value
 
 _HALF = 1 << 63
-_EXACT = 1 << 52
 _ONE_GAP = b"\x01"
 SINGLE_SAMPLE_FAST_PATH = True  # tests turn it off to compare both paths
 
@@ -88,14 +87,14 @@ def _encode_single(
             mode, x = INT, v
             if p is not None:
                 x = v * POW10[p]
-                if abs(x) >= _EXACT:  # an int too large to scale: sent as it is
+                if abs(x) >= EXACT:  # an int too large to scale: sent as it is
                     layout.raws[j] = [v]
                     continue
         elif type(v) is float:
             mode, x = FLOAT, None
             if p is not None and math.isfinite(v):
                 x = round(v * POW10[p])
-                if abs(x) < _EXACT:
+                if abs(x) < EXACT:
                     mode = INT
             if mode == FLOAT:
                 x = to_domain(FLOAT, None, v if p is None else quantize(v, p))

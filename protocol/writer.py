@@ -88,7 +88,7 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
         if dict(batch.host) != dict(ref.host):
             payload[K.HOST] = dict(batch.host)
         ref_cols: RefColumns
-        if batch.series == ref.series:
+        if tuple(batch.series) == tuple(ref.series):  # a list and a tuple of the same series alike
             ref_cols = ref.values
         else:
             ref_index = {s: i for i, s in enumerate(ref.series)}
@@ -119,14 +119,14 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
         payload[K.EVENTS] = [_event(e) for e in batch.events]
 
     body = msgpack.packb(payload, use_bin_type=True) + enc.stream()
+    if len(body) > L.MAX_PAYLOAD_BYTES:  # the reader checks the size it decompresses to
+        raise ProtocolError(f"the payload would be {len(body)} bytes, over the cap; send smaller batches")
     flags = FLAG_DELTA if ref is not None else 0
     if len(body) >= _COMPRESS_FROM:
         packed = _compressor().compress(body)
         if len(packed) < len(body):
             body = packed
             flags |= FLAG_ZSTD
-    if len(body) > L.MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"the frame would be {len(body)} bytes, over the cap; send smaller batches")
     header = write_header(flags, Reference(ref.boot_id, ref.seq) if ref is not None else None)
     frame = bytes(header + body)
     if len(frame) > L.MAX_FRAME_BYTES:

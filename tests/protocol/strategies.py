@@ -34,7 +34,7 @@ def column(draw: st.DrawFn, series: Series, n: int) -> tuple[Value, ...]:
     gap = st.none()
     if series.precision is not None:
         p = series.precision
-        scaled = st.integers(-(1 << 50), 1 << 50).map(lambda k: k / 10**p)
+        scaled = st.integers(-(1 << 50) + 1, (1 << 50) - 1).map(lambda k: k / 10**p)
         value: st.SearchStrategy[Value] = scaled | st.sampled_from([math.nan, math.inf, -math.inf])
         if draw(st.booleans()):
             value = scaled  # mostly finite, the common case

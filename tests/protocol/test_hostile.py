@@ -120,7 +120,7 @@ def test_zstd_bomb_is_rejected_within_bounded_memory(declare: bool) -> None:
     tracemalloc.start()
     started = time.monotonic()
     try:
-        with pytest.raises(ProtocolError, match="cap"):
+        with pytest.raises(ProtocolError, match="cap" if declare else "declare its size"):
             decode(frame)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -139,6 +139,54 @@ def test_declared_size_is_checked_before_decompressing() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20  # nothing near the declared size was allocated
+
+
+@pytest.mark.parametrize(
+    ("tail", "match"),
+    [
+        (b"trailing", "after its zstd frame"),
+        (b"\x50\x2a\x4d\x18\x04\x00\x00\x00abcd", "after its zstd frame"),
+    ],
+    ids=["garbage", "skippable-frame"],
+)
+def test_nothing_may_follow_the_zstd_frame(tail: bytes, match: str) -> None:
+    header, payload, stream = split(encode(_sample_pair()[1]))
+    frame = join(header, payload, stream, compress=True)
+    assert decode(frame) == _sample_pair()[1]
+    with pytest.raises(ProtocolError, match=match):
+        decode(frame + tail)
+
+
+def test_a_key_frame_decodes_alone_whatever_reference_is_passed() -> None:
+    ref = _sample_pair()[0]
+    other = Batch("agent", 10, 1, (1,), (Series("z"),), ((5,),))
+    assert decode(encode(other), ref) == other
+
+
+def test_size_caps_say_they_are_size_caps() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode(KEY_HEADER + b"\0" * L.MAX_FRAME_BYTES)
+    assert info.value.too_large
+    with pytest.raises(ProtocolError) as info:
+        decode(KEY_HEADER[:4] + b"\x02" + _zstd_bomb(64 << 20, declare=True))
+    assert info.value.too_large
+    with pytest.raises(ProtocolError) as info:
+        decode(b"EW\x01\x00\x00\x81\x01\xc0")
+    assert not info.value.too_large
+
+
+@pytest.mark.parametrize(
+    "varint",
+    [b"\x80\x00", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", b"\x80" * 11 + b"\x01"],
+    ids=["not-shortest", "65-bits", "eleven-bytes"],
+)
+def test_varints_are_64_bit_and_shortest(varint: bytes) -> None:
+    series = Series("x")
+    batch = Batch("a", 1, 1, (5,), (series,), ((7,),))
+    header, payload, stream = split(encode(batch))
+    # the stream: no wrong guesses (0), then the timestamp's and the value's tokens
+    with pytest.raises(ProtocolError, match="varint"):
+        decode(join(header, payload, b"\x00" + varint + stream[2:]))
 
 
 def test_oversized_frame_is_rejected_before_reading_it() -> None:
