@@ -13,7 +13,7 @@ VENDOR := web/vendor
 # Debian packages the tests and benchmarks start for real (installed with apt-get when run as root).
 DEB_PACKAGES ?=
 
-.PHONY: help setup demo test lint format bench bench-protocol lock system clean
+.PHONY: help setup demo test lint format bench bench-protocol bench-agent lock system clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,10 +39,12 @@ system: ## install the Debian packages in DEB_PACKAGES that are missing (apt-get
 	if [ "$$(id -u)" != 0 ]; then echo "make: missing Debian packages:$$missing; run 'sudo apt-get install$$missing' or make as root" >&2; exit 1; fi; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
-demo: setup ## run the demo: today, this host's metrics as wire frames (no aggregator yet)
-	@echo "edgewatch demo: the agent, the aggregator (storage, alerts, API) and the web UI are not built yet,"
-	@echo "so there is no URL or login to print. What exists is the wire protocol: here it encodes this"
-	@echo "host's real metrics (8 samples, 1 s apart) beside JSON and msgpack, one JSON line per case."
+demo: setup ## run the demo: today, this host's metrics as the agent reads them and as wire frames
+	@echo "edgewatch demo: the aggregator (storage, alerts, API) and the web UI are not built yet, so there"
+	@echo "is no URL or login to print. What exists is the agent and the wire protocol. The agent's reading"
+	@echo "of this host (edgewatch agent --once), first lines of $$($(VENV)/bin/edgewatch agent --once | wc -l) series:"
+	@$(VENV)/bin/edgewatch agent --once | head -n 12
+	@echo "The same host's metrics (8 samples, 1 s apart) as wire frames beside JSON and msgpack:"
 	@$(PY) bench/protocol.py --quick
 
 test: setup lint ## run every test (lint first, then pytest)
@@ -62,10 +64,14 @@ format: $(STAMP) ## reformat the code with ruff
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-protocol ## run every benchmark (JSON lines on stdout)
+bench: bench-protocol bench-agent ## run every benchmark (JSON lines on stdout)
 
 bench-protocol: $(STAMP) ## wire protocol: frame bytes and encode+decode time per sample, beside JSON and msgpack
 	$(PY) bench/protocol.py
+
+bench-agent: $(STAMP) ## agent RSS and CPU at a 1 s interval for 60 s, beside Debian's node_exporter
+	@$(MAKE) --no-print-directory system DEB_PACKAGES=prometheus-node-exporter
+	$(PY) bench/agent.py
 
 lock: $(STAMP) ## re-pin constraints.txt to what the venv has installed now
 	$(PIP) freeze --exclude-editable --disable-pip-version-check | grep -v '^edgewatch' > constraints.txt

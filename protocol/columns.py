@@ -33,14 +33,22 @@ POW10: list[int] = [10**i for i in range(MAX_PRECISION + 1)]
 _DOUBLE = struct.Struct("<d")
 
 
+def scaled(value: int | float, precision: int) -> int | None:
+    """``round(value * 10**precision)``, or None when that is not finite or not below ``EXACT``."""
+    if type(value) is int:
+        k = value * POW10[precision]
+    else:
+        product = value * POW10[precision]
+        if not math.isfinite(product):  # also for a finite value whose product overflows
+            return None
+        k = round(product)
+    return k if abs(k) < EXACT else None
+
+
 def quantize(value: float, precision: int) -> float:
     """The float a series of this precision carries for ``value`` (finite values rounded)."""
-    if not math.isfinite(value):
-        return value
-    scaled = round(value * POW10[precision])
-    if abs(scaled) >= EXACT:
-        return value
-    return scaled / POW10[precision]
+    k = scaled(value, precision)
+    return value if k is None else k / POW10[precision]
 
 
 def column_mode(series: Series, column: Sequence[Value]) -> int:
@@ -65,7 +73,7 @@ def column_mode(series: Series, column: Sequence[Value]) -> int:
     if series.precision is not None:
         p = series.precision
         for v in column:
-            if v is not None and (not math.isfinite(v) or abs(round(v * POW10[p])) >= EXACT):
+            if v is not None and scaled(v, p) is None:
                 return FLOAT if not ints else RAW
         return INT
     if floats and ints:
@@ -84,7 +92,7 @@ def decoded_form(series: Series, column: Sequence[Value]) -> tuple[int, tuple[Va
     if p is None:
         return mode, tuple(column)
     if mode == INT:
-        return mode, tuple(None if v is None else round(v * POW10[p]) / POW10[p] for v in column)
+        return mode, tuple(None if v is None else scaled(v, p) / POW10[p] for v in column)  # type: ignore[operator]
     return mode, tuple(quantize(v, p) if type(v) is float else v for v in column)
 
 
@@ -95,10 +103,7 @@ def to_domain(mode: int, precision: int | None, value: Value) -> int | None:
     if mode == INT:
         if precision is None:
             return value if type(value) is int and -_HALF <= value < _HALF else None
-        if type(value) is bool or not math.isfinite(value):
-            return None
-        scaled = round(value * POW10[precision])
-        return scaled if abs(scaled) < EXACT else None
+        return None if type(value) is bool else scaled(value, precision)
     if mode == FLOAT and type(value) is float:
         return int.from_bytes(_DOUBLE.pack(value), "little")
     return None

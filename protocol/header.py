@@ -80,9 +80,11 @@ def read_header(data: bytes) -> tuple[int, Reference | None, int]:
             break
         shift += 7
         if shift > 63:
-            raise ProtocolError("the reference seq of the delta frame is longer than 64 bits")
+            raise ProtocolError("the reference seq of the delta frame is longer than ten bytes")
     if seq >= _U64:
         raise ProtocolError("the reference seq of the delta frame is larger than 64 bits")
+    if byte == 0 and shift:
+        raise ProtocolError("the reference seq of the delta frame is not in its shortest form")
     return flags, Reference(boot_id, seq), pos
 
 

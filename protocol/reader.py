@@ -49,15 +49,27 @@ def _decompress(data: bytes) -> bytes:
         raise ProtocolError(
             f"the compressed payload asks for a {params.window_size}-byte window, over {_MAX_WINDOW}"
         )
-    dobj = _decompressor().decompressobj()
     try:
-        out = dobj.decompress(data)  # libzstd stops at a block that would pass the declared size
+        # one buffer of exactly the declared size: libzstd refuses to write past it
+        out = _decompressor().decompress(data, max_output_size=size, allow_extra_data=False)
     except zstandard.ZstdError as exc:
-        raise ProtocolError(f"the compressed payload is corrupt ({exc})") from None
-    if not dobj.eof or len(out) != size:
+        raise ProtocolError(
+            f"the compressed payload is corrupt or has bytes after its zstd frame ({exc})"
+        ) from None
+    if len(out) != size:
         raise ProtocolError("the compressed payload is truncated")
-    if dobj.unused_data:
-        raise ProtocolError(f"the compressed payload has {len(dobj.unused_data)} bytes after its zstd frame")
+    return out
+
+
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A msgpack map as a dict, before Python's ``True == 1`` and ``1.0 == 1`` can merge keys.
+
+    Field keys are ints and names are strings; a key of any other type is one this reader does not
+    know and is dropped. A key that appears twice makes the frame malformed.
+    """
+    out = {k: v for k, v in pairs if type(k) is int or type(k) is str}
+    if len(out) != sum(1 for k, _ in pairs if type(k) is int or type(k) is str):
+        raise ProtocolError("a map in the payload has the same key twice")
     return out
 
 
@@ -68,18 +80,20 @@ def _unpack_map(body: bytes) -> tuple[dict[int, Any], int]:
             body[:end],
             raw=False,
             strict_map_key=False,
+            object_pairs_hook=_pairs,
             max_str_len=MAX_STR_BYTES,
             max_bin_len=L.MAX_PAYLOAD_BYTES,
             max_array_len=L.MAX_OBJECTS,
             max_map_len=L.MAX_OBJECTS,
             max_ext_len=0,
         )
+    except ProtocolError:
+        raise
     except Exception as exc:  # msgpack raises many types for bad input; all mean the same here
         raise ProtocolError(f"the payload is not valid msgpack ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict):
         raise ProtocolError(f"the payload must start with a msgpack map, not {type(payload).__name__}")
-    # field keys are integers; any other key (true, 1.0, "1") is a key this reader does not know
-    return {k: v for k, v in payload.items() if type(k) is int}, end
+    return payload, end
 
 
 def _read_definition(d: object) -> Series:

@@ -7,11 +7,21 @@ path does column by column. Both paths make the same bytes (a test checks it).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from .columns import EXACT, FLOAT, INT, POW10, RAW, decoded_form, from_domain, history_of, quantize, to_domain
+from .columns import (
+    FLOAT,
+    INT,
+    POW10,
+    RAW,
+    decoded_form,
+    from_domain,
+    history_of,
+    quantize,
+    scaled,
+    to_domain,
+)
 from .errors import ProtocolError
 from .stream import Decoder, Encoder, History
 from .types import Series, Value
@@ -86,18 +96,16 @@ def _encode_single(
                 raise ProtocolError(f"series {s.name!r} has the value {v}, outside the signed 64-bit range")
             mode, x = INT, v
             if p is not None:
-                x = v * POW10[p]
-                if abs(x) >= EXACT:  # an int too large to scale: sent as it is
+                x = scaled(v, p)
+                if x is None:  # an int too large to scale: sent as it is
                     layout.raws[j] = [v]
                     continue
         elif type(v) is float:
-            mode, x = FLOAT, None
-            if p is not None and math.isfinite(v):
-                x = round(v * POW10[p])
-                if abs(x) < EXACT:
-                    mode = INT
-            if mode == FLOAT:
-                x = to_domain(FLOAT, None, v if p is None else quantize(v, p))
+            mode, x = INT, None
+            if p is not None:
+                x = scaled(v, p)
+            if x is None:  # no precision, or not finite, or too large to scale
+                mode, x = FLOAT, to_domain(FLOAT, None, v if p is None else quantize(v, p))
         else:
             raise ProtocolError(
                 f"series {s.name!r} has a value of type {type(v).__name__}; values must be int, float or None"

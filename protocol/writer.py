@@ -31,14 +31,22 @@ def _compressor() -> zstandard.ZstdCompressor:
     return cctx
 
 
+_definitions: dict[Series, dict[int, Any]] = {}  # key frames repeat them: made once per series
+
+
 def _definition(s: Series) -> dict[int, Any]:
-    d: dict[int, Any] = {K.DEF_NAME: s.name}
-    if s.labels:
-        d[K.DEF_LABELS] = dict(s.labels)
-    if s.kind != Kind.GAUGE:
-        d[K.DEF_KIND] = int(s.kind)
-    if s.precision is not None:
-        d[K.DEF_PRECISION] = s.precision
+    d = _definitions.get(s)
+    if d is None:
+        d = {K.DEF_NAME: s.name}
+        if s.labels:
+            d[K.DEF_LABELS] = dict(s.labels)
+        if s.kind != Kind.GAUGE:
+            d[K.DEF_KIND] = int(s.kind)
+        if s.precision is not None:
+            d[K.DEF_PRECISION] = s.precision
+        if len(_definitions) >= 50_000:  # series churn must not grow it without bound
+            _definitions.clear()
+        _definitions[s] = d
     return d
 
 
@@ -120,7 +128,9 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
 
     body = msgpack.packb(payload, use_bin_type=True) + enc.stream()
     if len(body) > L.MAX_PAYLOAD_BYTES:  # the reader checks the size it decompresses to
-        raise ProtocolError(f"the payload would be {len(body)} bytes, over the cap; send smaller batches")
+        raise ProtocolError(
+            f"the payload would be {len(body)} bytes, over the cap; send smaller batches", too_large=True
+        )
     flags = FLAG_DELTA if ref is not None else 0
     if len(body) >= _COMPRESS_FROM:
         packed = _compressor().compress(body)
@@ -132,6 +142,7 @@ def encode(batch: Batch, ref: Batch | None = None) -> bytes:
     if len(frame) > L.MAX_FRAME_BYTES:
         raise ProtocolError(
             f"the frame would be {len(frame)} bytes, over the cap of {L.MAX_FRAME_BYTES}; "
-            "send smaller batches"
+            "send smaller batches",
+            too_large=True,
         )
     return frame

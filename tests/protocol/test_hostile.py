@@ -6,6 +6,7 @@ import io
 import time
 import tracemalloc
 
+import msgpack
 import pytest
 import zstandard
 from hypothesis import given
@@ -322,3 +323,57 @@ def test_reference_chain_survives_fuzzed_neighbours() -> None:
     with pytest.raises(ProtocolError):
         decode(frame[:-1], kept)
     assert decode(frame, kept) == batch
+
+
+def _declare_less(frame: bytes, declared: int) -> bytes:
+    """A zstd frame whose header declares ``declared`` bytes while its blocks hold far more."""
+    fhd = frame[4]
+    fcs_size = (1, 2, 4, 8)[fhd >> 6]
+    single_segment = fhd >> 5 & 1
+    dict_size = (0, 1, 2, 4)[fhd & 3]
+    at = 5 + (0 if single_segment else 1) + dict_size
+    assert fcs_size == 4, "the test expects a four-byte content size field"
+    return frame[:at] + declared.to_bytes(4, "little") + frame[at + 4 :]
+
+
+def test_a_frame_that_holds_more_than_it_declares_stays_within_the_declared_size() -> None:
+    lying = _declare_less(_zstd_bomb(512 << 20, declare=True), 16 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match="corrupt"):
+            decode(KEY_HEADER[:4] + b"\x02" + lying)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (16 << 20) + (4 << 20)
+
+
+def test_huge_values_in_a_precision_series_are_sent_exactly() -> None:
+    s = Series("huge", precision=15)
+    batch = Batch("a", 1, 1, (1, 2), (s,), ((1e300, 1.7e308),))
+    decoded = decode(encode(batch))
+    assert decoded == batch
+    assert next_reference(None, batch) == next_reference(None, decoded)
+
+
+def test_keys_of_other_types_are_unknown_not_merged() -> None:
+    batch = _sample_pair()[1]
+    header, payload, stream = split(encode(batch))
+    forged = msgpack.packb(payload, use_bin_type=True)
+    # append {true: "other-agent"} to the payload map: a map of n+1 pairs
+    count = forged[0] & 0x0F
+    forged = bytes([0x80 | (count + 1)]) + forged[1:] + b"\xc3" + msgpack.packb("other-agent")
+    assert decode(join(header, forged, stream)).agent_id == "agent"
+    twice = bytes([0x80 | (count + 1)]) + forged[1 : -len(msgpack.packb("other-agent")) - 1]
+    twice += b"\x01" + msgpack.packb("other-agent")
+    with pytest.raises(ProtocolError, match="same key twice"):
+        decode(join(header, twice, stream))
+
+
+def test_the_reference_seq_must_be_a_shortest_varint() -> None:
+    ref, batch = _sample_pair()
+    frame = encode(batch, ref)
+    assert frame[13] == ref.seq  # one byte: seq 1
+    longer = frame[:13] + bytes([0x80 | ref.seq, 0x00]) + frame[14:]
+    with pytest.raises(ProtocolError, match="shortest"):
+        decode(longer, ref)

@@ -1,0 +1,1 @@
+"""Collectors: one module per part of the host; COLLECTORS in registry.py lists them."""

@@ -1,0 +1,272 @@
+"""The agent's main loop: sample on an aligned interval, batch, spool, hand to the sender.
+
+Ticks fall on multiples of the interval (10:00:00, 10:00:10, ...) and carry that time as their
+timestamp, so timestamps cost nothing on the wire; a tick that comes too late is skipped and
+counted, never stacked. Every batch is written to the spool as a key frame before the sender sees
+it. SIGTERM and SIGINT flush what is pending to the spool and exit within 5 s; SIGHUP reloads the
+configuration; with ``WatchdogSec=`` each tick tells systemd the loop is alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edgewatch.protocol import Batch, Event, Kind, Series, encode
+
+from . import identity, logs
+from .collectors.base import Sample, SeriesCache
+from .config import AgentConfig, ConfigError
+from .sampler import Sampler, dedupe
+from .sdnotify import Notifier
+from .sender import Sender
+from .spool import Spool
+from .transport import HttpClient
+
+log = logs.get("edgewatch.agent")
+
+STOP_GRACE = 3.0  # seconds the sender gets to finish a push at shutdown (the unit allows 5)
+
+
+class Setup:
+    """What a configuration turns into: collectors and host facts (``registry.build`` makes one)."""
+
+    def __init__(self, collectors: Sequence[Any], facts: Callable[[float], dict[str, str]]) -> None:
+        self.collectors = collectors
+        self.facts = facts
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        build: Callable[[AgentConfig], Setup],
+        *,
+        reload: Callable[[], AgentConfig] | None = None,
+        clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.build = build
+        self.reload_config = reload
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.boot_id = int.from_bytes(os.urandom(8), "little")
+        self.seq = 0
+        self.skipped_ticks = 0
+        self.cache = SeriesCache()
+        self._wake = threading.Event()
+        self._stop = False
+        self._reload = False
+        self._pending: list[tuple[int, list[Sample]]] = []
+        self._events: list[Event] = []
+        self.setup = build(config)
+        _call_each(self.setup.collectors, "start")
+        self.sampler = Sampler(self.setup.collectors, timeout=config["collectors.timeout"])
+        self.agent_id, token, aggregator, ca_file = self._identity(config)
+        self.spool = Spool(
+            config.state_dir / "spool", max_bytes=config["spool.max_bytes"], max_age=config["spool.max_age"]
+        )
+        client = HttpClient(
+            aggregator, timeout=config["timeout"], ca_file=ca_file or None, verify=config["tls_verify"]
+        )
+        self.sender = Sender(self.spool, client, token, backlog_chunk=config["spool.backlog_chunk"])
+
+    @staticmethod
+    def _identity(config: AgentConfig) -> tuple[str, str, str, str]:
+        try:
+            enrolled = identity.load(config.state_dir)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        token = config["token"] or (enrolled.token if enrolled else "")
+        aggregator = config["aggregator"] or (enrolled.aggregator if enrolled else "")
+        if not aggregator or not token:
+            raise ConfigError(
+                "aggregator and token: not set; run `edgewatch enroll URL TOKEN`, "
+                "or give --aggregator and --token"
+            )
+        agent_id = config["agent_id"] or (enrolled.agent_id if enrolled else "") or os.uname().nodename
+        ca_file = config["ca_file"] or (enrolled.ca_file if enrolled else "")
+        return agent_id, token, aggregator, ca_file
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload = True
+        self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.sender.start()
+        interval = self.config["interval"]
+        self.notifier.ready(f"sampling every {interval:g} s")
+        log.info(
+            "started agent_id=%s interval=%gs spool_frames=%d boot_id=%016x",
+            self.agent_id,
+            interval,
+            len(self.spool),
+            self.boot_id,
+        )
+        next_tick = (self.clock() // interval + 1) * interval
+        try:
+            while not self._stop:
+                self._wake.wait(max(0.0, next_tick - self.clock()))
+                self._wake.clear()
+                if self._stop:
+                    break
+                if self._reload:
+                    self._do_reload()
+                    interval = self.config["interval"]
+                    next_tick = (self.clock() // interval + 1) * interval
+                    continue
+                if self.clock() < next_tick:
+                    continue  # woken early by a signal
+                self.tick(next_tick)
+                self.notifier.watchdog()
+                next_tick += interval
+                now = self.clock()
+                if next_tick <= now:  # the tick ran long, or the clock jumped: skip, never stack
+                    missed = int((now - next_tick) // interval) + 1
+                    self.skipped_ticks += missed
+                    next_tick += missed * interval
+                    log.warning("ticks_skipped count=%d", missed)
+        finally:
+            self.shutdown()
+        return 0
+
+    def tick(self, at: float) -> None:
+        samples = self.sampler.sample(at)
+        samples.extend(self._self_metrics())
+        for c in self.setup.collectors:
+            events = getattr(c, "events", None)
+            if callable(events):
+                self._events.extend(events(at))
+        self._pending.append((round(at * 1000), samples))
+        if len(self._pending) >= self.config["batch_samples"]:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make a batch of what is pending, spool it as a key frame, and give it to the sender."""
+        if not self._pending and not self._events:
+            return
+        batch = self._batch(at=self.clock())
+        self._pending, self._events = [], []
+        entry = self.spool.put(encode(batch), boot_id=self.boot_id, seq=batch.seq, samples=batch.sample_count)
+        self.sender.submit(entry, batch)
+
+    def _batch(self, at: float) -> Batch:
+        rows = [(ts, *dedupe(samples)) for ts, samples in self._pending]
+        self.seq += 1
+        if len(rows) == 1:
+            ts, series, values = rows[0]
+            columns: Sequence[Sequence[int | float | None]] = [(v,) for v in values]
+            all_series: Sequence[Series] = series
+            timestamps = [ts]
+        else:
+            index: dict[Series, int] = {}
+            for _, series, _ in rows:
+                for s in series:
+                    index.setdefault(s, len(index))
+            all_series = list(index)
+            grid: list[list[int | float | None]] = [[None] * len(rows) for _ in all_series]
+            for t, (_, series, values) in enumerate(rows):
+                for s, v in zip(series, values):
+                    grid[index[s]][t] = v
+            columns = grid
+            timestamps = [ts for ts, _, _ in rows]
+        return Batch(
+            self.agent_id,
+            self.boot_id,
+            self.seq,
+            tuple(timestamps),
+            tuple(all_series),
+            tuple(tuple(c) for c in columns),
+            self.setup.facts(at),
+            tuple(self._events),
+        )
+
+    def _self_metrics(self) -> list[Sample]:
+        c = self.cache
+        out: list[Sample] = [
+            (c.counter("edgewatch_agent_ticks_skipped_total"), self.skipped_ticks),
+            (c.gauge("edgewatch_agent_spool_frames"), len(self.spool)),
+            (c.gauge("edgewatch_agent_spool_bytes"), self.spool.size),
+            (c.counter("edgewatch_agent_spool_dropped_samples_total"), self.spool.dropped_samples),
+            (c.counter("edgewatch_agent_frames_sent_total"), self.sender.stats.frames_sent),
+            (c.counter("edgewatch_agent_frames_quarantined_total"), self.sender.stats.quarantined),
+        ]
+        out += [
+            (c.counter("edgewatch_agent_collector_errors_total", {"collector": n}), v)
+            for n, v in self.sampler.errors.items()
+        ]
+        out += [
+            (c.counter("edgewatch_agent_push_errors_total", {"reason": r}), v)
+            for r, v in sorted(self.sender.stats.push_errors.items())
+        ]
+        times = os.times()
+        out.append(
+            (c.get("edgewatch_agent_cpu_seconds_total", (), Kind.COUNTER, 2), round(times[0] + times[1], 2))
+        )
+        try:
+            with open("/proc/self/statm") as f:
+                out.append(
+                    (
+                        c.gauge("edgewatch_agent_resident_bytes"),
+                        int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"),
+                    )
+                )
+        except OSError:
+            pass
+        return out
+
+    def _do_reload(self) -> None:
+        self._reload = False
+        self.notifier.reloading()
+        if self.reload_config is None:
+            return
+        try:
+            config = self.reload_config()
+            setup = self.build(config)
+        except (ConfigError, ValueError, OSError) as exc:
+            log.error("reload_failed error=%r; keeping the running configuration", str(exc))
+        else:
+            self.flush()
+            self.sampler.close()
+            _call_each(self.setup.collectors, "close")
+            _call_each(setup.collectors, "start")
+            self.config, self.setup = config, setup
+            self.sampler = Sampler(setup.collectors, timeout=config["collectors.timeout"])
+            log.info("reloaded interval=%gs collectors=%d", config["interval"], len(setup.collectors))
+        self.notifier.ready()
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        try:
+            self.flush()
+        finally:
+            self.sampler.close()
+            self.sender.stop(STOP_GRACE)
+            _call_each(self.setup.collectors, "close")
+            log.info("stopped spool_frames=%d", len(self.spool))
+
+
+def _call_each(collectors: Sequence[Any], method: str) -> None:
+    """``start`` or ``close`` the collectors that have one (the plugin endpoint does)."""
+    for c in collectors:
+        fn = getattr(c, method, None)
+        if callable(fn):
+            fn()
