@@ -32,7 +32,7 @@ from typing import Any
 import msgpack
 import zstandard
 
-from edgewatch.protocol import Batch, Kind, Series, Value, decode, encode, next_reference
+from edgewatch.protocol import Batch, Kind, Series, Value, as_decoded, decode, encode, next_reference
 
 Row = tuple[str, dict[str, str], str, int | None, int | float]  # as host_sample.sample() gives them
 Sample = tuple[int, list[Row]]  # (timestamp in ms, rows)
@@ -344,7 +344,7 @@ def measure(streams: list[list[Batch]]) -> dict[str, dict[str, Any]]:
         for b in batches:
             frame = encode(b, ref)
             got = decode(frame, ref)
-            if got != next_reference(None, b):
+            if got != as_decoded(b):
                 sys.exit(f"bench/protocol: frame {b.seq} of {b.agent_id} does not decode to the batch sent")
             coded["edgewatch-key" if ref is None else "edgewatch-delta"].append((b, ref, frame))
             ref = next_reference(ref, got)
@@ -354,7 +354,7 @@ def measure(streams: list[list[Batch]]) -> dict[str, dict[str, Any]]:
         encode_all = partial(run_all, encode, [(b, r) for b, r, _ in jobs])
         decode_all = partial(run_all, decode, [(f, r) for _, r, f in jobs])
         out[codec] = figures(frames, sum(b.sample_count for b, _, _ in jobs), encode_all, decode_all)
-    quantized = [next_reference(None, b) for batches in streams for b in batches]
+    quantized = [as_decoded(b) for batches in streams for b in batches]
     samples = sum(q.sample_count for q in quantized)
     for codec, (enc, dec) in PEERS.items():
         frames = [enc(q) for q in quantized]

@@ -8,7 +8,7 @@ and back; ``reference_of(data)`` says which earlier frame a delta frame is coded
 from .errors import ProtocolError
 from .header import MAJOR, MINOR, Reference, reference_of
 from .reader import decode
-from .reference import next_reference
+from .reference import as_decoded, next_reference
 from .types import Batch, Event, Kind, Series, Value
 from .writer import encode
 
@@ -22,6 +22,7 @@ __all__ = [
     "Reference",
     "Series",
     "Value",
+    "as_decoded",
     "decode",
     "encode",
     "next_reference",

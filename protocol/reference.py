@@ -6,6 +6,27 @@ from .columns import decoded_form
 from .types import Batch, Value
 
 
+def as_decoded(batch: Batch) -> Batch:
+    """``batch`` as ``decode`` returns it: floats of series with a precision rounded to it.
+
+    ``decode(encode(b, ref), ref) == as_decoded(b)`` for every batch the encoder accepts.
+    """
+    values = [
+        column if s.precision is None else decoded_form(s, column)[1]
+        for s, column in zip(batch.series, batch.values)
+    ]
+    return Batch(
+        batch.agent_id,
+        batch.boot_id,
+        batch.seq,
+        batch.timestamps,
+        batch.series,
+        values,
+        batch.host,
+        batch.events,
+    )
+
+
 def next_reference(ref: Batch | None, batch: Batch) -> Batch:
     """The reference for the frame after ``batch``, once ``batch`` was acknowledged.
 

@@ -31,3 +31,28 @@ def test_documented_defaults_match_the_code() -> None:
             assert text == (str(s.default) if s.default != "" else "(empty)"), s.key
         elif s.kind == "duration":
             assert text == f"{s.default:g} s", s.key
+
+
+def test_every_series_the_system_collectors_send_is_documented() -> None:
+    import time
+
+    from edgewatch.agent.collectors import cpu, disk, filesystem, host, memory, network, processes, sensors
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    collectors = [
+        cpu.CpuCollector(),
+        memory.MemoryCollector(),
+        filesystem.FilesystemCollector(),
+        disk.DiskCollector(),
+        network.NetworkCollector(tcp_interval=0),
+        processes.ProcessCollector(interval=0),
+        sensors.SensorsCollector(sys_root=fixtures / "sensors_pc" / "sys"),
+        host.UptimeCollector(),
+    ]
+    names = set()
+    for reading in range(2):  # rates and percentages appear on the second reading
+        for c in collectors:
+            names |= {s.name for s, _ in c.collect(time.time() + reading)}
+    section = TEXT[TEXT.index("## Metrics") : TEXT.index("\n## ", TEXT.index("## Metrics") + 1)]
+    documented = set(re.findall(r"^\| \w+ \| `([a-zA-Z_:][a-zA-Z0-9_:]*)` \|", section, re.MULTILINE))
+    assert names - documented == set()

@@ -95,6 +95,23 @@ def test_precision_rounds_and_decodes_as_floats() -> None:
     assert next_reference(None, decoded) == next_reference(None, batch)
 
 
+@given(batches())
+def test_as_decoded_is_what_decode_returns(batch: Batch) -> None:
+    from edgewatch.protocol import as_decoded
+
+    unrounded = Batch(
+        batch.agent_id,
+        batch.boot_id,
+        batch.seq,
+        batch.timestamps,
+        batch.series,
+        [[v * 1.000001 if isinstance(v, float) else v for v in col] for col in batch.values],
+        batch.host,
+        batch.events,
+    )
+    assert decode(encode(unrounded)) == as_decoded(unrounded)
+
+
 def test_the_kept_reference_is_the_same_on_both_sides_whatever_the_column_holds() -> None:
     s = Series("mixed", precision=1)
     batch = Batch("a", 1, 1, (1, 2, 3), (s,), ((math.inf, 22, 0.04),))  # ints and inf: sent raw
