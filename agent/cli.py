@@ -78,7 +78,11 @@ def main(argv: Sequence[str]) -> int:
     if args.once:
         from .sampler import Sampler, dedupe
 
-        setup = build(config)
+        try:
+            setup = build(config)
+        except (ConfigError, ValueError) as exc:
+            print(f"edgewatch agent: {exc}", file=sys.stderr)
+            return 2
         sampler = Sampler(setup.collectors, timeout=config["collectors.timeout"])
         try:
             sampler.sample(time.time())  # rates and percentages need a reading to compare with
@@ -95,6 +99,10 @@ def main(argv: Sequence[str]) -> int:
         agent = Agent(config, build, reload=lambda: _load(args))
     except (ConfigError, ValueError) as exc:
         print(f"edgewatch agent: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the state dir cannot be made or read: wrong user, say
+        print(f"edgewatch agent: {exc.filename or config['state_dir']}: {exc.strerror}; check state_dir and "
+              "that the agent's user owns it", file=sys.stderr)  # fmt: skip
         return 2
     agent.install_signal_handlers()
     return agent.run()

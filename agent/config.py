@@ -8,6 +8,7 @@ Every problem is one line naming the key: ``ConfigError``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -181,6 +182,8 @@ def _convert(setting: Setting, raw: Any, source: str) -> Any:
                 value = raw
             else:
                 raise ValueError("use a number")
+            if not math.isfinite(value):
+                raise ValueError("use a finite number")
             if kind in ("int", "size"):
                 if value != int(value):
                     raise ValueError("use a whole number")
@@ -198,7 +201,7 @@ def _convert(setting: Setting, raw: Any, source: str) -> Any:
             if raw not in choices:
                 raise ValueError(f"use one of {', '.join(choices)}")
             value = raw
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ConfigError(f"{where}: {raw!r} is not valid: {exc}") from None
     if setting.low is not None and value < setting.low:
         raise ConfigError(f"{where}: {raw!r} is too small; use at least {setting.low:g}")

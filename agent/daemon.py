@@ -9,14 +9,16 @@ configuration; with ``WatchdogSec=`` each tick tells systemd the loop is alive.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgewatch.protocol import Batch, Event, Kind, Series, encode
+from edgewatch.protocol import Batch, Event, Kind, ProtocolError, Series, encode
 
 from . import identity, logs
 from .collectors.base import Sample, SeriesCache
@@ -24,12 +26,26 @@ from .config import AgentConfig, ConfigError
 from .sampler import Sampler, dedupe
 from .sdnotify import Notifier
 from .sender import Sender
-from .spool import Spool
+from .spool import Entry, Spool
 from .transport import HttpClient
 
 log = logs.get("edgewatch.agent")
 
-STOP_GRACE = 3.0  # seconds the sender gets to finish a push at shutdown (the unit allows 5)
+STOP_GRACE = 2.5  # seconds the sender gets to finish a push at shutdown (the unit allows 5)
+# settings a reload cannot change in a running agent (its connection, identity and spool)
+RESTART_KEYS = (
+    "aggregator",
+    "token",
+    "agent_id",
+    "state_dir",
+    "ca_file",
+    "tls_verify",
+    "timeout",
+    "spool.max_bytes",
+    "spool.max_age",
+    "spool.backlog_chunk",
+    "hostname",
+)
 
 
 class Setup:
@@ -60,6 +76,9 @@ class Agent:
         self.skipped_ticks = 0
         self.cache = SeriesCache()
         self._wake = threading.Event()
+        self._wake_fd: int | None = None
+        self.refused_batches = 0
+        self.spool_errors = 0
         self._stop = False
         self._reload = False
         self._pending: list[tuple[int, list[Sample]]] = []
@@ -96,17 +115,31 @@ class Agent:
     # -- signals -------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
+        """Handlers only set a flag; the wake-up pipe interrupts the loop's wait (no locks in a handler)."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        self._wake_fd = read_end
+        signal.set_wakeup_fd(write_end)
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
 
     def stop(self) -> None:
         self._stop = True
-        self._wake.set()
+        self.sampler.abort.set()
 
     def request_reload(self) -> None:
         self._reload = True
-        self._wake.set()
+
+    def _wait(self, seconds: float) -> None:
+        if self._wake_fd is None:  # no signal handlers (tests drive the agent in a thread)
+            self._wake.wait(seconds)
+            self._wake.clear()
+            return
+        if select.select([self._wake_fd], [], [], seconds)[0]:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_fd, 512)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -122,28 +155,43 @@ class Agent:
             self.boot_id,
         )
         next_tick = (self.clock() // interval + 1) * interval
+        watchdog = self.notifier.watchdog_interval
         try:
             while not self._stop:
-                self._wake.wait(max(0.0, next_tick - self.clock()))
-                self._wake.clear()
+                now = self.clock()
+                wait = next_tick - now
+                if watchdog:  # wake often enough to tell systemd the loop is alive, whatever the interval
+                    wait = min(wait, watchdog / 2)
+                self._wait(max(0.0, wait))
                 if self._stop:
                     break
+                if watchdog:
+                    self.notifier.watchdog()
                 if self._reload:
                     self._do_reload()
                     interval = self.config["interval"]
                     next_tick = (self.clock() // interval + 1) * interval
                     continue
-                if self.clock() < next_tick:
-                    continue  # woken early by a signal
+                now = self.clock()
+                if next_tick - now > interval:  # the clock stepped back: realign rather than wait it out
+                    log.warning("clock_jumped seconds=%.0f; realigning the ticks", now - next_tick)
+                    next_tick = (now // interval + 1) * interval
+                    continue
+                if now < next_tick:
+                    continue  # woken early by a signal or for the watchdog
                 self.tick(next_tick)
                 self.notifier.watchdog()
                 next_tick += interval
                 now = self.clock()
                 if next_tick <= now:  # the tick ran long, or the clock jumped: skip, never stack
                     missed = int((now - next_tick) // interval) + 1
+                    if missed > 100:  # a step of the clock, not an overrun: say so, count one
+                        log.warning("clock_jumped seconds=%.0f; realigning the ticks", now - next_tick)
+                        missed = 1
+                    else:
+                        log.warning("ticks_skipped count=%d", missed)
                     self.skipped_ticks += missed
-                    next_tick += missed * interval
-                    log.warning("ticks_skipped count=%d", missed)
+                    next_tick = (now // interval + 1) * interval
         finally:
             self.shutdown()
         return 0
@@ -160,13 +208,31 @@ class Agent:
             self.flush()
 
     def flush(self) -> None:
-        """Make a batch of what is pending, spool it as a key frame, and give it to the sender."""
+        """Make a batch of what is pending, spool it as a key frame, and give it to the sender.
+
+        A batch that breaks a cap of the format is dropped and counted; a spool that cannot take the
+        frame (disk full, read-only) does not stop the agent: the frame is pushed from memory.
+        """
         if not self._pending and not self._events:
             return
         batch = self._batch(at=self.clock())
         self._pending, self._events = [], []
-        entry = self.spool.put(encode(batch), boot_id=self.boot_id, seq=batch.seq, samples=batch.sample_count)
-        self.sender.submit(entry, batch)
+        try:
+            frame = encode(batch)
+        except ProtocolError as exc:
+            self.refused_batches += 1
+            log.error("batch_dropped seq=%d samples=%d error=%r", batch.seq, batch.sample_count, str(exc))
+            return
+        try:
+            entry = self.spool.put(frame, boot_id=self.boot_id, seq=batch.seq, samples=batch.sample_count)
+        except OSError as exc:
+            self.spool_errors += 1
+            if self.spool_errors == 1 or self.spool_errors % 360 == 0:
+                log.error(
+                    "spool_write_failed error=%r; pushing from memory, unsent frames are lost", str(exc)
+                )
+            entry = Entry(int(self.clock() * 1000), self.boot_id, batch.seq, batch.sample_count, len(frame))
+        self.sender.submit(entry, batch, frame)
 
     def _batch(self, at: float) -> Batch:
         rows = [(ts, *dedupe(samples)) for ts, samples in self._pending]
@@ -208,6 +274,8 @@ class Agent:
             (c.counter("edgewatch_agent_spool_dropped_samples_total"), self.spool.dropped_samples),
             (c.counter("edgewatch_agent_frames_sent_total"), self.sender.stats.frames_sent),
             (c.counter("edgewatch_agent_frames_quarantined_total"), self.sender.stats.quarantined),
+            (c.counter("edgewatch_agent_spool_errors_total"), self.spool_errors),
+            (c.counter("edgewatch_agent_batches_dropped_total"), self.refused_batches),
         ]
         out += [
             (c.counter("edgewatch_agent_collector_errors_total", {"collector": n}), v)
@@ -243,14 +311,29 @@ class Agent:
             setup = self.build(config)
         except (ConfigError, ValueError, OSError) as exc:
             log.error("reload_failed error=%r; keeping the running configuration", str(exc))
-        else:
-            self.flush()
-            self.sampler.close()
-            _call_each(self.setup.collectors, "close")
+            self.notifier.ready()
+            return
+        self.flush()
+        self.sampler.close()
+        _call_each(self.setup.collectors, "close")
+        try:
             _call_each(setup.collectors, "start")
-            self.config, self.setup = config, setup
-            self.sampler = Sampler(setup.collectors, timeout=config["collectors.timeout"])
-            log.info("reloaded interval=%gs collectors=%d", config["interval"], len(setup.collectors))
+        except (ValueError, OSError) as exc:  # the plugin endpoint's port is taken, say
+            log.error("reload_failed error=%r; keeping the running configuration", str(exc))
+            _call_each(setup.collectors, "close")
+            _call_each(self.setup.collectors, "start")
+            self.sampler = Sampler(self.setup.collectors, timeout=self.config["collectors.timeout"])
+            self.notifier.ready()
+            return
+        needs_restart = [k for k in RESTART_KEYS if config[k] != self.config[k]]
+        if needs_restart:
+            log.warning(
+                "reload_partial keys=%s; restart the agent for them to take effect", ",".join(needs_restart)
+            )
+        logs.setup(config["log_level"], config["log_format"])
+        self.config, self.setup = config, setup
+        self.sampler = Sampler(setup.collectors, timeout=config["collectors.timeout"])
+        log.info("reloaded interval=%gs collectors=%d", config["interval"], len(setup.collectors))
         self.notifier.ready()
 
     def shutdown(self) -> None:

@@ -59,7 +59,8 @@ def enroll(
         key = b""
     if len(key) != 32:
         raise EnrollError("the aggregator's public key is not a base64 Ed25519 key (32 bytes)")
-    me = identity.Identity(data["agent_id"], url, data["token"], data["public_key"], ca_file)
+    ca = str(Path(ca_file).resolve()) if ca_file else ""  # the service does not run from this directory
+    me = identity.Identity(data["agent_id"], url, data["token"], data["public_key"], ca)
     identity.save(state_dir, me)
     return me
 

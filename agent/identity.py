@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,6 +23,10 @@ def load(state_dir: Path) -> Identity | None:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except PermissionError:
+        raise ValueError(
+            f"{path} is not readable by this user; give it to the agent's user (chown)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is unreadable ({exc}); run `edgewatch enroll` again") from None
     try:
@@ -36,15 +39,10 @@ def load(state_dir: Path) -> Identity | None:
 
 
 def save(state_dir: Path, identity: Identity) -> Path:
-    """Write the identity readable by its owner only, atomically."""
+    """Write the identity readable by its owner only, atomically and durably."""
+    from .spool import write_atomically
+
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state_dir / FILE
-    tmp = path.with_name(FILE + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(identity._asdict(), indent=2).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(identity._asdict(), indent=2).encode() + b"\n")
     return path

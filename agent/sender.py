@@ -1,12 +1,12 @@
 """The sending thread: pushes the newest frame as a delta, then drains the spool oldest first.
 
-The push contract (DESIGN.md): ``200`` with ``{"ack": seq}`` in the body means the frame is
+The push contract (docs/api.md): ``200`` with ``{"ack": seq}`` in the body means the frame is
 committed, so its spool entry is deleted; anything else, even a 200 (a proxy, a captive portal, a
-wrong URL), is not an acknowledgement and is retried. ``409`` means the aggregator lacks the
-delta's reference, so the same batch goes again as a key frame; network errors, ``5xx`` and ``429``
-are retried with capped exponential back-off and jitter, honouring ``Retry-After``; ``401`` and
-``403`` pause pushing (the token is wrong: nothing is dropped); other ``4xx`` move the frame to
-quarantine and are logged once.
+wrong URL), is not an acknowledgement and is retried. ``409``, or a delta frame refused as
+malformed, sends the same batch again as a key frame. Network errors, ``408``, ``429`` and ``5xx``
+are retried with capped exponential back-off and jitter, honouring ``Retry-After``. ``400``,
+``413`` and ``422`` move the frame to quarantine (logged once). Every other status (a redirect, a
+wrong token, a wrong URL) pauses pushing at the longest back-off and drops nothing.
 
 The reference for delta frames is ``next_reference`` of the newest frame acknowledged *live*: the
 back-log is always older, so acknowledging it never moves the aggregator's reference either.
@@ -90,7 +90,8 @@ class Sender(threading.Thread):
         self.backoff_first, self.backoff_cap = backoff
         self.stats = Stats()
         self.ref: Batch | None = None
-        self._live: tuple[Entry, Batch] | None = None
+        self._live: tuple[Entry, Batch, bytes] | None = None
+        self._horizon_ms = int(time.time() * 1000)  # spooled before this: back-log
         self._wake = threading.Condition()
         self._stopping = False
         self._retry_at = 0.0
@@ -99,17 +100,19 @@ class Sender(threading.Thread):
 
     # -- called from the sampling thread -------------------------------------------------------
 
-    def submit(self, entry: Entry, batch: Batch) -> None:
-        """A new frame is in the spool: push it next, as a delta if there is a reference."""
+    def submit(self, entry: Entry, batch: Batch, key_frame: bytes) -> None:
+        """A new frame (in the spool, unless the disk failed): push it next, as a delta if possible."""
         with self._wake:
-            self._live = (entry, batch)
+            self._live = (entry, batch, key_frame)
+            self._horizon_ms = entry.created_ms
             self._wake.notify()
 
     def stop(self, timeout: float) -> None:
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        self.join(timeout)
+        if self.is_alive():
+            self.join(timeout)
         self.client.close()
 
     # -- the thread ----------------------------------------------------------------------------
@@ -134,88 +137,94 @@ class Sender(threading.Thread):
                 log.exception("sender_error")
                 self._back_off("internal", None)
 
-    def _round(self, live: tuple[Entry, Batch] | None) -> None:
-        if live is not None and not self._push_live(*live):
+    def _round(self, live: tuple[Entry, Batch, bytes] | None) -> None:
+        if live is not None and self._push_live(*live) == RETRY:
+            with self._wake:
+                if self._live is None:  # nothing newer came: try this one again when the back-off ends
+                    self._live = live
             return
-        for entry in self.spool.oldest(self.backlog_chunk):
-            if self._stopping or self._live is not None:
-                return  # newer data first; the back-log continues after it
+        # the back-log is what was spooled before the newest live frame (or before this sender
+        # started): a frame still on its way to submit() is not taken for back-log
+        backlog = [e for e in self.spool.oldest(self.backlog_chunk) if e.created_ms < self._horizon_ms]
+        for n, entry in enumerate(backlog):
+            if self._stopping or (n and self._live is not None):
+                return  # newer data first, after at least one spooled frame: the back-log never starves
             frame = self.spool.read(entry)
-            if frame is None:
-                continue  # dropped from the spool meanwhile
-            if not self._push(entry, frame):
+            if frame is not None and self._settle(entry, self._post(frame)) == RETRY:
                 return
 
-    def _push_live(self, entry: Entry, batch: Batch) -> bool:
-        if self.ref is not None and self.ref.boot_id == batch.boot_id and self.ref.seq < batch.seq:
-            answer = self._post(encode(batch, self.ref))
-            if answer is not None and answer.status == 409:
-                log.info("reference_missing seq=%d; sending a key frame", batch.seq)
-                self.ref = None
-            elif not self._settle(entry, answer):
-                return False
-            else:
-                self.ref = next_reference(self.ref, batch)
-                return True
-        frame = self.spool.read(entry)
-        if frame is None:
-            return True
-        if not self._push(entry, frame):
-            return False
-        self.ref = next_reference(None, batch)
-        return True
-
-    def _push(self, entry: Entry, frame: bytes) -> bool:
-        """Send a stored key frame; True when the entry is done with (sent or quarantined)."""
-        answer = self._post(frame)
-        if answer is not None and answer.status == 200:
+    def _push_live(self, entry: Entry, batch: Batch, key_frame: bytes) -> int:
+        ref = self.ref
+        refused_delta = False
+        if ref is not None and ref.boot_id == batch.boot_id and ref.seq < batch.seq:
+            answer = self._post(encode(batch, ref))
+            if answer is None or _kind(answer.status) == RETRY:
+                return self._settle(entry, answer)
+            if answer.status == 200:
+                outcome = self._settle(entry, answer)
+                if outcome == ACKED:
+                    self.ref = next_reference(ref, batch)
+                return outcome
+            # 409, or a delta refused as malformed: the key frame of the same batch may still go
+            log.info("delta_refused status=%d seq=%d; sending a key frame", answer.status, batch.seq)
+            self.ref = None
+            refused_delta = answer.status != 409
+        frame = self.spool.read(entry) or key_frame  # the spool may have failed to take it
+        outcome = self._settle(entry, self._post(frame))
+        if outcome == ACKED:
+            self.ref = next_reference(None, batch)
             self.stats.key_frames_sent += 1
-        return self._settle(entry, answer)
+        elif outcome == REFUSED and refused_delta:
+            self.ref = ref  # both refused: the aggregator still holds the old reference
+        return outcome
 
     def _post(self, frame: bytes) -> Response | None:
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": CONTENT_TYPE}
         try:
-            answer = self.client.request("POST", PUSH_PATH, frame, headers)
+            return self.client.request("POST", PUSH_PATH, frame, headers)
         except TransportError as exc:
             self._back_off("network", None, str(exc))
             return None
-        if answer.status == 200:
-            self.stats.frames_sent += 1
-            self.stats.bytes_sent += len(frame)
-        return answer
 
-    def _settle(self, entry: Entry, answer: Response | None) -> bool:
+    def _settle(self, entry: Entry, answer: Response | None) -> int:
+        """What an answer means for a frame: ACKED (deleted), REFUSED (quarantined) or RETRY."""
         if answer is None:
-            return False
+            return RETRY  # the back-off is already set
         status = answer.status
-        if status == 200:
+        kind = _kind(status)
+        if kind == ACKED:
             try:
                 body = json.loads(answer.body)
             except ValueError:
                 body = None
             if not isinstance(body, dict) or body.get("ack") != entry.seq:
                 # a proxy, a captive portal or a wrong URL: 200 is not an acknowledgement without the ack
-                self._back_off(
-                    "bad_ack",
-                    None,
-                    "the server answered 200 without acknowledging the frame; is the aggregator URL right?",
+                detail = (
+                    "the server answered 200 without acknowledging the frame; is the aggregator URL right?"
                 )
-                return False
+                self._back_off("bad_ack", None, detail)
+                return RETRY
             self.spool.remove(entry)
+            self.stats.frames_sent += 1
+            self.stats.bytes_sent += entry.size
             self._failures = 0
             self._logged.clear()
             if self.on_answer is not None:
                 self.on_answer(body)
-            return True
+            return ACKED
         reason = _reason(answer)
-        if status == 429 or status >= 500:
+        if kind == RETRY:
             self._back_off(f"http_{status}", retry_after(answer), reason)
-            return False
-        if status in (401, 403):
-            self._back_off(
-                f"http_{status}", self.backoff_cap, f"{reason}; check the agent's token (edgewatch enroll)"
-            )
-            return False
+            return RETRY
+        if kind == PAUSE:
+            where = answer.headers.get("location", "")
+            hint = {
+                401: "check the agent's token (edgewatch enroll)",
+                403: "check the agent's token (edgewatch enroll)",
+            }.get(status, f"the server redirects to {where}; fix the aggregator URL" if where else
+                  "the aggregator URL does not point at an edgewatch aggregator; fix it")  # fmt: skip
+            self._back_off(f"http_{status}", self.backoff_cap, f"{reason}; {hint}")
+            return RETRY
         self.spool.quarantine(entry, f"HTTP {status}: {reason}")
         self.stats.quarantined += 1
         self.stats.error(f"http_{status}")
@@ -227,7 +236,7 @@ class Sender(threading.Thread):
                 entry.seq,
                 reason,
             )
-        return True
+        return REFUSED
 
     def _back_off(self, kind: str, delay: float | None, detail: str = "") -> None:
         self.stats.error(kind)
@@ -235,10 +244,25 @@ class Sender(threading.Thread):
         if delay is None:
             delay = min(self.backoff_cap, self.backoff_first * 2 ** min(self._failures - 1, 10))
             delay *= self.jitter()
-        self._retry_at = self.clock() + delay
+        self._retry_at = self.clock() + max(delay, 0.05)
         if kind not in self._logged:
             self._logged.add(kind)
             log.warning("push_failed kind=%s retry_in=%.1fs detail=%r", kind, delay, detail)
+
+
+ACKED, REFUSED, RETRY, PAUSE = range(4)
+
+
+def _kind(status: int) -> int:
+    """200 acknowledges; 400, 413 and 422 refuse this frame; 408, 429 and 5xx are worth a retry soon;
+    anything else (1xx, 3xx, 401, 403, 404, ...) means the setup is wrong: pause, drop nothing."""
+    if status == 200:
+        return ACKED
+    if status in (400, 413, 422):
+        return REFUSED
+    if status in (408, 429) or status >= 500:
+        return RETRY
+    return PAUSE
 
 
 def _jitter() -> float:

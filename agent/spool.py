@@ -47,11 +47,13 @@ class Entry(NamedTuple):
             return None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a short write on a nearly full disk must not pass for a whole entry
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -103,7 +105,7 @@ class Spool:
     def put(self, frame: bytes, *, boot_id: int, seq: int, samples: int) -> Entry:
         """Write a frame durably; then drop the oldest entries while over the size or age bound."""
         entry = Entry(int(self.clock() * 1000), boot_id, seq, samples, len(frame))
-        _write_atomically(self.directory / entry.name, frame)
+        write_atomically(self.directory / entry.name, frame)
         with self._lock:
             self._entries.append(entry)
             self._entries.sort()
@@ -125,7 +127,7 @@ class Spool:
             dropped.append(entry)
         if dropped:
             self.dropped_samples += sum(e.samples for e in dropped)
-            _write_atomically(self._dropped_path, str(self.dropped_samples).encode())
+            write_atomically(self._dropped_path, str(self.dropped_samples).encode())
             log.warning(
                 "spool_full dropped_frames=%d dropped_samples=%d total_dropped_samples=%d",
                 len(dropped),
@@ -138,10 +140,14 @@ class Spool:
             return [e for e in self._entries if e != exclude][:count]
 
     def read(self, entry: Entry) -> bytes | None:
-        """The frame of an entry, or None if it was dropped meanwhile."""
+        """The frame of an entry, or None if it is gone (dropped meanwhile, or deleted by hand)."""
         try:
             return (self.directory / entry.name).read_bytes()
         except FileNotFoundError:
+            with self._lock:  # forget it, or the sender would look for it for ever
+                if entry in self._entries:
+                    self._entries.remove(entry)
+                    self._bytes -= entry.size
             return None
 
     def remove(self, entry: Entry) -> None:

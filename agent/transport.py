@@ -23,6 +23,8 @@ USER_AGENT = "edgewatch-agent"
 class TransportError(OSError):
     """The request did not get an HTTP answer: refused, reset, timed out, TLS failed, garbage back."""
 
+    timed_out = False
+
 
 class Response(NamedTuple):
     status: int
@@ -101,9 +103,9 @@ class HttpClient:
         reused = self._sock is not None
         try:
             return self._exchange(method, path, body, headers)
-        except TransportError:
+        except TransportError as exc:
             self.close()
-            if not reused:
+            if not reused or exc.timed_out:  # a timeout is an answer that did not come: no second try
                 raise
         return self._exchange(method, path, body, headers)
 
@@ -149,9 +151,11 @@ class HttpClient:
             response = self._read_response(method)
         except TimeoutError:
             self.close()
-            raise TransportError(
+            error = TransportError(
                 f"no answer from {self.url.host}:{self.url.port} within {self.timeout:g} s"
-            ) from None
+            )
+            error.timed_out = True
+            raise error from None
         except OSError as exc:
             self.close()
             raise TransportError(f"the connection to {self.url.host}:{self.url.port} failed: {exc}") from None

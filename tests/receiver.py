@@ -84,6 +84,8 @@ async def push(request: web.Request) -> web.StreamResponse:
         return response
     if fault.get("status"):
         headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else {}
+        if "location" in fault:
+            headers["Location"] = str(fault["location"])
         return web.json_response({"error": "injected fault"}, status=int(fault["status"]), headers=headers)
     if request.headers.get("Authorization") != f"Bearer {r.token}":
         return _error(401, "the agent token is missing or wrong; enroll the agent again")

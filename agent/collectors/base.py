@@ -30,21 +30,32 @@ class Collector(Protocol):
 
 
 class SeriesCache:
-    """Interned ``Series`` by (name, labels): the same definition is the same object every tick."""
+    """Interned ``Series`` by (name, labels): the same definition is the same object every tick.
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, tuple[tuple[str, str], ...], int, int | None], Series] = {}
+    Two generations bound it: when the current one holds ``limit`` series it becomes the previous
+    one, and a series not asked for since then is forgotten. Series that churn (processes by pid,
+    container interfaces) cost memory for a while, not for ever; the ones in use every tick stay.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._current: dict[tuple[str, tuple[tuple[str, str], ...], int, int | None], Series] = {}
+        self._previous: dict[tuple[str, tuple[tuple[str, str], ...], int, int | None], Series] = {}
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
 
     def get(
         self, name: str, labels: Labels = (), kind: Kind = Kind.GAUGE, precision: int | None = None
     ) -> Series:
         pairs = tuple(sorted(labels.items() if isinstance(labels, dict) else labels))
         key = (name, pairs, int(kind), precision)
-        series = self._cache.get(key)
+        series = self._current.get(key)
         if series is None:
-            if len(self._cache) > 100_000:  # series churn (pids, mounts) must not grow without bound
-                self._cache.clear()
-            series = self._cache[key] = Series(name, pairs, kind, precision)
+            series = self._previous.pop(key, None) or Series(name, pairs, kind, precision)
+            if len(self._current) >= self.limit:
+                self._previous, self._current = self._current, {}
+            self._current[key] = series
         return series
 
     def gauge(self, name: str, labels: Labels = (), precision: int | None = None) -> Series:

@@ -117,6 +117,11 @@ class CheckCollector:
         """Why each check that was down at the last collection failed, by check name."""
         return dict(self._failures)
 
+    @property
+    def max_duration(self) -> float:
+        """How long a collection may take: the longest check's timeout (the sampler waits that long)."""
+        return max((c.timeout for c in self.checks), default=0.0) + GRACE + 0.5
+
     def collect(self, now: float) -> Sequence[Sample]:
         if not self.checks:
             return []

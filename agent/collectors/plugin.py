@@ -102,7 +102,7 @@ class PluginCollector:
         self.family, self._address = parse_listen(listen)
         self.max_age = max_age
         self.clock = clock
-        self.cache = cache or SeriesCache()
+        self.cache = cache or SeriesCache(limit=20_000)  # up to 10,000 series of their own
         self._lock = threading.Lock()
         # (metric, labels) -> (value, posted at)
         self._latest: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int | float, float]] = {}

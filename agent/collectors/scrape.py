@@ -57,13 +57,18 @@ class ScrapeCollector:
         self.timeout = timeout
         self.max_series = max_series
         self.monotonic = monotonic
-        self.cache = cache or SeriesCache()
+        self.cache = cache or SeriesCache(limit=2 * max_series * max(1, len(self.targets)))  # all, twice
         jobs = [job for job, _ in self.targets]
         if len(set(jobs)) != len(jobs):
             raise ValueError(f"scrape jobs named twice: {sorted({j for j in jobs if jobs.count(j) > 1})}")
         self._urls = {job: split_url(url) for job, url in self.targets}
         self._jobs: Jobs[_Scrape] = Jobs("scrape", monotonic=monotonic)
         self._warned: dict[str, str] = {}
+
+    @property
+    def max_duration(self) -> float:
+        """How long a collection may take: the scrape timeout (the sampler waits that long)."""
+        return self.timeout + GRACE + 0.5
 
     def collect(self, now: float) -> Sequence[Sample]:
         if not self.targets:

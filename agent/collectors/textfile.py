@@ -33,14 +33,22 @@ def number(value: float) -> int | float:
 def to_samples(
     cache: SeriesCache, parsed: Iterable[PromSample], extra: dict[str, str] | None = None
 ) -> list[Sample]:
-    """Exposition samples as agent samples: counters for ``TYPE counter`` and ``*_total``, else gauges.
+    """Exposition samples as agent samples, kind from the declared TYPE.
+
+    Counters are ``TYPE counter``, the ``_bucket``, ``_count`` and ``_sum`` of histograms and
+    summaries, and untyped series named ``*_total``; everything else (gauges, summary quantiles) is a
+    gauge, so rollups compute rates for what only goes up.
 
     ``extra`` labels are added to each series; raises ``ValueError`` (``ProtocolError``) for a series
     the wire format cannot carry (too many labels, a name or value too long).
     """
     out: list[Sample] = []
     for name, labels, value, kind in parsed:
-        counter = kind == "counter" or name.endswith("_total")
+        counter = (
+            kind == "counter"
+            or (kind in ("histogram", "summary") and name.endswith(("_bucket", "_count", "_sum")))
+            or (kind not in ("gauge", "histogram", "summary") and name.endswith("_total"))
+        )
         series = cache.get(
             name, {**labels, **extra} if extra else labels, Kind.COUNTER if counter else Kind.GAUGE
         )
@@ -66,7 +74,7 @@ class TextfileCollector:
             raise ValueError("textfile.directory: not set; name the directory of *.prom files")
         self.directory = Path(directory)
         self.max_series = max_series
-        self.cache = cache or SeriesCache()
+        self.cache = cache or SeriesCache(limit=20_000)  # up to 10,000 series of their own
         self._warned: dict[str, str] = {}  # file -> the problem last logged, so it is logged once
 
     def collect(self, now: float) -> Sequence[Sample]:

@@ -115,3 +115,44 @@ def test_registering_a_name_twice_is_an_error() -> None:
 def test_dedupe_keeps_the_first_position_and_the_last_value() -> None:
     a, b = CACHE.gauge("x"), CACHE.gauge("y")
     assert dedupe([(a, 1), (b, 2), (a, 3)]) == ([a, b], [3, 2])
+
+
+class OwnTimeout(Fixed):
+    """Like the checks collector: it runs jobs with their own timeouts, longer than the tick budget."""
+
+    max_duration = 0.8
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        time.sleep(0.5)
+        return [(CACHE.gauge("test_checked"), 0)]  # a check that is down still reports up = 0
+
+
+def test_a_collector_with_its_own_timeouts_is_waited_for() -> None:
+    sampler = Sampler([OwnTimeout("checks", blocking=True)], timeout=0.2)
+    try:
+        assert _names(sampler.sample(1.0)) == {"test_checked"}
+        assert sampler.errors["checks"] == 0
+    finally:
+        sampler.close()
+
+
+def test_abort_stops_waiting_for_a_hung_collector() -> None:
+    hanging = Hanging("hang")
+    sampler = Sampler([hanging], timeout=5.0)
+    try:
+        threading.Timer(0.2, sampler.abort.set).start()
+        started = time.monotonic()
+        sampler.sample(1.0)
+        assert time.monotonic() - started < 1.0
+    finally:
+        hanging.release.set()
+        sampler.close()
+
+
+def test_the_series_cache_forgets_what_churns_and_keeps_what_is_used() -> None:
+    cache = SeriesCache(limit=100)
+    steady = cache.gauge("steady")
+    for pid in range(10_000):  # processes come and go
+        cache.gauge("proc_rss", {"pid": str(pid)})
+        assert cache.gauge("steady") is steady
+    assert len(cache) <= 200

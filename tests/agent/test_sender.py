@@ -50,8 +50,9 @@ class Rig:
 
     def put(self, seq: int) -> None:
         batch = _batch(seq)
-        entry = self.spool.put(encode(batch), boot_id=batch.boot_id, seq=seq, samples=batch.sample_count)
-        self.sender.submit(entry, batch)
+        frame = encode(batch)
+        entry = self.spool.put(frame, boot_id=batch.boot_id, seq=seq, samples=batch.sample_count)
+        self.sender.submit(entry, batch, frame)
 
     def drained(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -179,3 +180,37 @@ def test_slow_answers_time_out_and_are_retried(rig: Rig, receiver: ReceiverProce
     assert [g["seq"] for g in got][:1] == [1]
     rig.drained(timeout=15)
     assert rig.sender.stats.push_errors.get("network", 0) >= 1
+
+
+@pytest.mark.parametrize("fault", [{"status": 301, "location": "https://elsewhere/"}, {"status": 404}])
+def test_a_redirect_or_a_wrong_url_pauses_and_drops_nothing(
+    rig: Rig, receiver: ReceiverProcess, fault: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.control(**fault)
+    rig.put(1)
+    rig.put(2)
+    time.sleep(0.5)
+    assert len(rig.spool) == 2
+    assert not list(rig.spool.quarantine_dir.glob("*.frame"))
+    err = capsys.readouterr().err
+    assert "fix the aggregator URL" in err or "does not point at an edgewatch aggregator" in err
+
+
+def test_a_refused_delta_is_sent_again_as_a_key_frame(rig: Rig, receiver: ReceiverProcess) -> None:
+    rig.put(1)
+    receiver.wait_for(1)
+    rig.sender.ref = rig.sender.ref  # the reference of frame 1 is held
+    receiver.control(status=400)
+    rig.put(2)  # the delta is refused, then its key frame too: only then is it quarantined
+    rig.drained()
+    assert len(list(rig.spool.quarantine_dir.glob("*.frame"))) == 1
+    assert rig.sender.ref is not None
+    assert rig.sender.ref.seq == 1  # a refused frame never becomes the reference
+
+
+def test_a_spool_file_deleted_by_hand_is_forgotten(tmp_path: Path, receiver: ReceiverProcess) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, max_age=3600)
+    entry = spool.put(encode(_batch(1)), boot_id=42, seq=1, samples=3)
+    (spool.directory / entry.name).unlink()
+    assert spool.read(entry) is None
+    assert len(spool) == 0  # the sender does not spin on it

@@ -107,3 +107,28 @@ def test_missing_directory_is_an_error_not_a_crash(tmp_path: Path) -> None:
 def test_empty_directory_is_fine(tmp_path: Path) -> None:
     got = _values(TextfileCollector("textfile", tmp_path).collect(0.0))
     assert got == {("edgewatch_textfile_scrape_error", ()): 0}
+
+
+def test_kinds_follow_the_declared_type() -> None:
+    from edgewatch.agent.collectors.base import SeriesCache
+    from edgewatch.agent.collectors.textfile import to_samples
+    from edgewatch.agent.promtext import parse
+    from edgewatch.protocol import Kind
+
+    text = (
+        "# TYPE req_seconds histogram\n"
+        'req_seconds_bucket{le="0.1"} 5\nreq_seconds_bucket{le="+Inf"} 7\n'
+        "req_seconds_sum 1.5\nreq_seconds_count 7\n"
+        "# TYPE odd_total gauge\nodd_total 3\n"
+        "plain_total 9\n"
+        "# TYPE lat summary\n"
+        'lat{quantile="0.5"} 0.2\nlat_sum 4\nlat_count 20\n'
+    )
+    kinds = {s.name + str(dict(s.labels)): s.kind for s, _ in to_samples(SeriesCache(), parse(text))}
+    assert kinds["req_seconds_bucket{'le': '0.1'}"] == Kind.COUNTER
+    assert kinds["req_seconds_sum{}"] == Kind.COUNTER
+    assert kinds["req_seconds_count{}"] == Kind.COUNTER
+    assert kinds["odd_total{}"] == Kind.GAUGE  # declared a gauge: the name does not override it
+    assert kinds["plain_total{}"] == Kind.COUNTER  # untyped and named like a counter
+    assert kinds["lat{'quantile': '0.5'}"] == Kind.GAUGE
+    assert kinds["lat_count{}"] == Kind.COUNTER
