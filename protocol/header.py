@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from . import varint
 from .errors import ProtocolError
 from .limits import MAX_FRAME_BYTES
 
@@ -16,7 +17,6 @@ MAJOR = 1
 MINOR = 0
 FLAG_DELTA = 0x01
 FLAG_ZSTD = 0x02
-_U64 = 1 << 64
 
 
 class Reference(NamedTuple):
@@ -26,19 +26,12 @@ class Reference(NamedTuple):
     seq: int
 
 
-def put_uvarint(out: bytearray, u: int) -> None:
-    while u > 0x7F:
-        out.append((u & 0x7F) | 0x80)
-        u >>= 7
-    out.append(u)
-
-
 def write_header(flags: int, ref: Reference | None) -> bytearray:
     out = bytearray(MAGIC)
     out += bytes((MAJOR, MINOR, flags))
     if ref is not None:
         out += ref.boot_id.to_bytes(8, "little")
-        put_uvarint(out, ref.seq)
+        varint.put(out, ref.seq)
     return out
 
 
@@ -67,24 +60,7 @@ def read_header(data: bytes) -> tuple[int, Reference | None, int]:
     if len(data) < 14:
         raise ProtocolError("the delta frame is truncated inside its reference")
     boot_id = int.from_bytes(data[5:13], "little")
-    pos = 13
-    seq = 0
-    shift = 0
-    while True:
-        if pos >= len(data):
-            raise ProtocolError("the delta frame is truncated inside its reference seq")
-        byte = data[pos]
-        pos += 1
-        seq |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise ProtocolError("the reference seq of the delta frame is longer than ten bytes")
-    if seq >= _U64:
-        raise ProtocolError("the reference seq of the delta frame is larger than 64 bits")
-    if byte == 0 and shift:
-        raise ProtocolError("the reference seq of the delta frame is not in its shortest form")
+    seq, pos = varint.read(data, 13, "the reference seq of the delta frame")
     return flags, Reference(boot_id, seq), pos
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .errors import ProtocolError
+from .varint import put as _put_varint
+from .varint import read as _read_varint
 
 History = tuple[int | None, int | None]  # (last known value, the one before)
 
@@ -53,13 +55,6 @@ def _shift(a: int, b: int | None) -> int:
     if s < _MIN_SHIFT:
         return 0
     return min(s, _MAX_SHIFT)
-
-
-def _put(out: bytearray, u: int) -> None:
-    while u > 0x7F:
-        out.append((u & 0x7F) | 0x80)
-        u >>= 7
-    out.append(u)
 
 
 class Encoder:
@@ -93,11 +88,11 @@ class Encoder:
         s = 0 if a is None else _shift(a, b)
         if s and r & ((1 << s) - 1) == 0:
             q = r >> s  # not 0, since r is not
-            _put(self.tokens, (q << 1) ^ (q >> 63))
+            _put_varint(self.tokens, (q << 1) ^ (q >> 63))
             return
         if s:
             self.tokens.append(0)  # escape: the residual does not divide, it follows whole
-        _put(self.tokens, (((r << 1) ^ (r >> 63)) & _MASK) - 1)
+        _put_varint(self.tokens, (((r << 1) ^ (r >> 63)) & _MASK) - 1)
 
     def int_column(self, values: Sequence[int | None], history: History, predictor: int) -> None:
         a, b = history
@@ -112,7 +107,7 @@ class Encoder:
         d = x ^ (a or 0)
         self._guess(d != 0, a is None or b is None or a != b)
         if d:
-            _put(self.tokens, int.from_bytes(d.to_bytes(8, "little").translate(_REVERSE), "big"))
+            _put_varint(self.tokens, int.from_bytes(d.to_bytes(8, "little").translate(_REVERSE), "big"))
 
     def float_column(self, values: Sequence[int | None], history: History) -> None:
         a, b = history
@@ -123,10 +118,10 @@ class Encoder:
 
     def stream(self) -> bytes:
         out = bytearray()
-        _put(out, len(self.wrong))
+        _put_varint(out, len(self.wrong))
         last = -1
         for i in self.wrong:
-            _put(out, i - last - 1)
+            _put_varint(out, i - last - 1)
             last = i
         return bytes(out + self.tokens)
 
@@ -152,27 +147,7 @@ class Decoder:
         self._next_wrong()
 
     def _varint(self) -> int:
-        """An unsigned LEB128 varint of at most 64 bits, in its shortest form."""
-        data = self.data
-        pos = self.pos
-        u = 0
-        shift = 0
-        while True:
-            if pos >= len(data):
-                raise ProtocolError("the value stream ends inside a varint; the frame is truncated")
-            byte = data[pos]
-            pos += 1
-            u |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise ProtocolError("a varint in the value stream is longer than ten bytes")
-        if u > _MASK:
-            raise ProtocolError("a varint in the value stream is wider than 64 bits")
-        if byte == 0 and shift:
-            raise ProtocolError("a varint in the value stream is not in its shortest form")
-        self.pos = pos
+        u, self.pos = _read_varint(self.data, self.pos, "a varint in the value stream")
         return u
 
     def _next_wrong(self) -> None:
