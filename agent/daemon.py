@@ -231,7 +231,8 @@ class Agent:
                 log.error(
                     "spool_write_failed error=%r; pushing from memory, unsent frames are lost", str(exc)
                 )
-            entry = Entry(int(self.clock() * 1000), self.boot_id, batch.seq, batch.sample_count, len(frame))
+            now_ms = int(self.clock() * 1000)
+            entry = Entry(0, now_ms, self.boot_id, batch.seq, batch.sample_count, len(frame))
         self.sender.submit(entry, batch, frame)
 
     def _batch(self, at: float) -> Batch:

@@ -91,7 +91,7 @@ class Sender(threading.Thread):
         self.stats = Stats()
         self.ref: Batch | None = None
         self._live: tuple[Entry, Batch, bytes] | None = None
-        self._horizon_ms = int(time.time() * 1000)  # spooled before this: back-log
+        self._horizon = spool.next_order  # spooled before this (or before the newest live frame): back-log
         self._wake = threading.Condition()
         self._stopping = False
         self._retry_at = 0.0
@@ -104,7 +104,8 @@ class Sender(threading.Thread):
         """A new frame (in the spool, unless the disk failed): push it next, as a delta if possible."""
         with self._wake:
             self._live = (entry, batch, key_frame)
-            self._horizon_ms = entry.created_ms
+            if entry.order:  # 0: a frame the spool could not take
+                self._horizon = entry.order
             self._wake.notify()
 
     def stop(self, timeout: float) -> None:
@@ -145,7 +146,7 @@ class Sender(threading.Thread):
             return
         # the back-log is what was spooled before the newest live frame (or before this sender
         # started): a frame still on its way to submit() is not taken for back-log
-        backlog = [e for e in self.spool.oldest(self.backlog_chunk) if e.created_ms < self._horizon_ms]
+        backlog = [e for e in self.spool.oldest(self.backlog_chunk) if e.order < self._horizon]
         for n, entry in enumerate(backlog):
             if self._stopping or (n and self._live is not None):
                 return  # newer data first, after at least one spooled frame: the back-log never starves

@@ -1,12 +1,13 @@
 """The disk spool: every frame is written here before it is sent, and deleted only after a 200.
 
 One file per frame, named so that a directory listing sorts oldest first and says what each holds:
-``<created ms>-<boot id hex>-<seq>-<samples>.frame``. A frame is written to a ``.tmp`` file, synced,
-renamed and the directory synced, so a crash or kill -9 leaves either the whole entry or none
-(stray ``.tmp`` files are removed at start). The spool is bounded by size and age; when over, the
-oldest entries go first and their samples are added to ``dropped_samples``, which is kept on disk
-and reported to the aggregator in every frame. Frames the aggregator refused as malformed go to
-``quarantine/`` (bounded too) instead of being retried.
+``<order>-<created ms>-<boot id hex>-<seq>-<samples>.frame``, where ``order`` is the spool's own
+counter, so a clock that steps back does not reorder it (age still uses the wall clock). A frame is
+written to a ``.tmp`` file, synced, renamed and the directory synced, so a crash or kill -9 leaves
+either the whole entry or none (stray ``.tmp`` files are removed at start). The spool is bounded by
+size and age; when over, the oldest entries go first and their samples are added to
+``dropped_samples``, which is kept on disk and reported to the aggregator in every frame. Frames
+the aggregator refused as malformed go to ``quarantine/`` (bounded too) instead of being retried.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ QUARANTINE_KEEP = 100  # frames kept in quarantine/ for a human to look at
 
 
 class Entry(NamedTuple):
+    order: int  # the spool's own counter: the order frames were written in, whatever the clock did
     created_ms: int
     boot_id: int
     seq: int
@@ -34,15 +36,15 @@ class Entry(NamedTuple):
 
     @property
     def name(self) -> str:
-        return f"{self.created_ms:013d}-{self.boot_id:016x}-{self.seq}-{self.samples}.frame"
+        return f"{self.order:016d}-{self.created_ms:013d}-{self.boot_id:016x}-{self.seq}-{self.samples}.frame"
 
     @classmethod
     def parse(cls, name: str, size: int) -> Entry | None:
         parts = name.removesuffix(".frame").split("-")
-        if not name.endswith(".frame") or len(parts) != 4:
+        if not name.endswith(".frame") or len(parts) != 5:
             return None
         try:
-            return cls(int(parts[0]), int(parts[1], 16), int(parts[2]), int(parts[3]), size)
+            return cls(int(parts[0]), int(parts[1]), int(parts[2], 16), int(parts[3]), int(parts[4]), size)
         except ValueError:
             return None
 
@@ -89,6 +91,7 @@ class Spool:
                 self._entries.append(entry)
         self._entries.sort()
         self._bytes = sum(e.size for e in self._entries)
+        self.next_order = self._entries[-1].order + 1 if self._entries else 1
         self._dropped_path = directory / "dropped_samples"
         try:
             self.dropped_samples = int(self._dropped_path.read_text().strip() or 0)
@@ -104,11 +107,12 @@ class Spool:
 
     def put(self, frame: bytes, *, boot_id: int, seq: int, samples: int) -> Entry:
         """Write a frame durably; then drop the oldest entries while over the size or age bound."""
-        entry = Entry(int(self.clock() * 1000), boot_id, seq, samples, len(frame))
+        with self._lock:
+            entry = Entry(self.next_order, int(self.clock() * 1000), boot_id, seq, samples, len(frame))
+            self.next_order += 1
         write_atomically(self.directory / entry.name, frame)
         with self._lock:
-            self._entries.append(entry)
-            self._entries.sort()
+            self._entries.append(entry)  # the newest: the list stays sorted
             self._bytes += entry.size
             self._enforce_bounds(keep=entry)
         return entry

@@ -218,7 +218,8 @@ def test_top_cpu_finds_a_busy_process() -> None:
         busy.wait()
     ranked = {dict(k)["pid"]: (dict(k), v) for k, v in r.of("edgewatch_process_cpu_percent").items()}
     labels, percent = ranked[str(busy.pid)]
-    assert labels["rank"] == "1"
+    # rank 1 unless something else on this shared machine burns a whole core too
+    assert labels["rank"] == "1" or all(v >= 50.0 for _, v in ranked.values() if _["rank"] < labels["rank"])
     assert labels["user"] == psutil.Process().username()
     assert percent > 50.0
 

@@ -110,3 +110,13 @@ def test_kill_9_leaves_no_torn_entries(tmp_path: Path) -> None:
     for e in entries:
         assert spool.read(e) == bytes([e.seq % 251]) * 4096
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_clock_that_steps_back_does_not_reorder_the_spool(tmp_path: Path) -> None:
+    clock = Clock()
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_age=1e9, clock=clock)
+    spool.put(b"before", boot_id=1, seq=1, samples=1)
+    clock.t -= 3600  # NTP steps the clock back an hour
+    spool.put(b"after", boot_id=1, seq=2, samples=1)
+    assert [e.seq for e in spool.oldest(10)] == [1, 2]
+    assert [e.seq for e in Spool(tmp_path, max_bytes=1 << 20, max_age=1e9, clock=clock).oldest(10)] == [1, 2]
