@@ -274,6 +274,8 @@ class Agent:
             (c.gauge("edgewatch_agent_spool_bytes"), self.spool.size),
             (c.counter("edgewatch_agent_spool_dropped_samples_total"), self.spool.dropped_samples),
             (c.counter("edgewatch_agent_frames_sent_total"), self.sender.stats.frames_sent),
+            (c.counter("edgewatch_agent_key_frames_sent_total"), self.sender.stats.key_frames_sent),
+            (c.counter("edgewatch_agent_sent_bytes_total"), self.sender.stats.bytes_sent),
             (c.counter("edgewatch_agent_frames_quarantined_total"), self.sender.stats.quarantined),
             (c.counter("edgewatch_agent_spool_errors_total"), self.spool_errors),
             (c.counter("edgewatch_agent_batches_dropped_total"), self.refused_batches),

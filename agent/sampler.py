@@ -120,7 +120,6 @@ class Sampler:
             w.start()
         self.abort = threading.Event()  # set at shutdown: stop waiting for slow collectors
         self.errors: dict[str, int] = {c.name: 0 for c in collectors}
-        self.durations: dict[str, float] = {}
         self._held: dict[str, tuple[float, Sequence[Sample]]] = {}  # name -> (taken at, samples)
         self._last_run: dict[str, float] = {}
         self._reported: set[str] = set()
@@ -179,7 +178,6 @@ class Sampler:
 
     def _settle(self, r: _Worker | _Inline, now: float) -> None:
         name = r.collector.name
-        self.durations[name] = r.elapsed
         if r.error is not None:
             self._fail(name, f"{type(r.error).__name__}: {r.error}")
         elif r.elapsed > max(self.timeout, getattr(r.collector, "max_duration", 0.0)):

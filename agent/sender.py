@@ -96,6 +96,7 @@ class Sender(threading.Thread):
         self._stopping = False
         self._retry_at = 0.0
         self._failures = 0
+        self._posted = 0
         self._logged: set[str] = set()
 
     # -- called from the sampling thread -------------------------------------------------------
@@ -181,6 +182,7 @@ class Sender(threading.Thread):
 
     def _post(self, frame: bytes) -> Response | None:
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": CONTENT_TYPE}
+        self._posted = len(frame)
         try:
             return self.client.request("POST", PUSH_PATH, frame, headers)
         except TransportError as exc:
@@ -207,7 +209,7 @@ class Sender(threading.Thread):
                 return RETRY
             self.spool.remove(entry)
             self.stats.frames_sent += 1
-            self.stats.bytes_sent += entry.size
+            self.stats.bytes_sent += self._posted  # the frame sent, a delta or a key frame
             self._failures = 0
             self._logged.clear()
             if self.on_answer is not None:

@@ -116,10 +116,6 @@ class Series(_Frozen):
     def __repr__(self) -> str:
         return f"Series({self.name!r}, {dict(self.labels)!r}, {self.kind!r}, {self.precision!r})"
 
-    @property
-    def label_dict(self) -> dict[str, str]:
-        return dict(self.labels)
-
 
 class Event(_Frozen):
     """Something that happened at one instant: a service changed state, a command finished."""
@@ -212,9 +208,6 @@ class Batch(_Frozen):
     def sample_count(self) -> int:
         """Number of non-gap values in the batch."""
         return sum(1 for column in self.values for v in column if v is not None)
-
-    def column(self, series: Series) -> Sequence[Value]:
-        return self.values[list(self.series).index(series)]
 
 
 _DOUBLE = struct.Struct("<d")
