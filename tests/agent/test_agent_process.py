@@ -95,6 +95,11 @@ def _start(started: list[AgentProcess], config: Path) -> AgentProcess:
     return a
 
 
+def _edgewatch(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `edgewatch` command to the end and capture what it says."""
+    return subprocess.run([EDGEWATCH, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
 def _by_boot(frames: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     for f in frames:
@@ -112,9 +117,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_once_prints_one_sample_as_json_lines() -> None:
-    result = subprocess.run(
-        [EDGEWATCH, "agent", "--once"], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = _edgewatch("agent", "--once")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     names = {r["name"] for r in rows}
@@ -126,26 +129,14 @@ def test_once_prints_one_sample_as_json_lines() -> None:
 
 def test_check_config(tmp_path: Path, receiver: ReceiverProcess) -> None:
     good = _config(tmp_path, receiver)
-    result = subprocess.run(
-        [EDGEWATCH, "agent", "--config", str(good), "--check-config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _edgewatch("agent", "--config", str(good), "--check-config")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["interval"] == 1.0
     assert shown["token"] == "********"  # secrets are not printed
     bad = tmp_path / "bad.toml"
     bad.write_text('interval = "soon"\n')
-    result = subprocess.run(
-        [EDGEWATCH, "agent", "--config", str(bad), "--check-config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _edgewatch("agent", "--config", str(bad), "--check-config")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "interval" in result.stderr
@@ -155,23 +146,11 @@ def test_enroll_stores_the_identity_and_the_agent_uses_it(
     tmp_path: Path, receiver: ReceiverProcess, agent_factory: list[AgentProcess]
 ) -> None:
     state = tmp_path / "state"
-    refused = subprocess.run(
-        [EDGEWATCH, "enroll", receiver.url, "wrong", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    refused = _edgewatch("enroll", receiver.url, "wrong", "--state-dir", str(state))
     assert refused.returncode == 1
     assert "refused" in refused.stderr
     assert refused.stderr.count("\n") == 1
-    ok = subprocess.run(
-        [EDGEWATCH, "enroll", receiver.url, "enroll-me", "--state-dir", str(state), "--name", "db-7"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    ok = _edgewatch("enroll", receiver.url, "enroll-me", "--state-dir", str(state), "--name", "db-7")
     assert ok.returncode == 0, ok.stderr
     identity = json.loads((state / "identity.json").read_text())
     assert identity["agent_id"] == "db-7"
@@ -323,31 +302,18 @@ def test_enroll_verifies_tls_and_takes_a_private_ca(tmp_path: Path) -> None:
     receiver.start()
     try:
         state = tmp_path / "state"
-        untrusted = subprocess.run(
-            [EDGEWATCH, "enroll", receiver.url, "enroll-me", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        untrusted = _edgewatch("enroll", receiver.url, "enroll-me", "--state-dir", str(state))
         assert untrusted.returncode == 1
         assert "certificate verify failed" in untrusted.stderr
         assert not (state / "identity.json").exists()
-        trusted = subprocess.run(
-            [
-                EDGEWATCH,
-                "enroll",
-                receiver.url,
-                "enroll-me",
-                "--state-dir",
-                str(state),
-                "--ca-file",
-                str(tmp_path / "cert.pem"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+        trusted = _edgewatch(
+            "enroll",
+            receiver.url,
+            "enroll-me",
+            "--state-dir",
+            str(state),
+            "--ca-file",
+            str(tmp_path / "cert.pem"),
         )
         assert trusted.returncode == 0, trusted.stderr
         assert json.loads((state / "identity.json").read_text())["ca_file"] == str(tmp_path / "cert.pem")
