@@ -8,44 +8,16 @@ Every problem is one line naming the key: ``ConfigError``.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from edgewatch.protocol.settings import ConfigError, Setting, read_toml, resolve
+
 DEFAULT_PATH = Path("/etc/edgewatch/agent.toml")
 ENV_PREFIX = "EDGEWATCH_AGENT_"
-
-
-class ConfigError(ValueError):
-    """A configuration problem, as one line that names the key and says what to do."""
-
-
-def _duration(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
-    if not match:
-        raise ValueError("use a number of seconds or a duration like 30s, 5m, 12h, 7d")
-    number, unit = float(match[1]), match[2] or "s"
-    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
-def _size(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise ValueError("use a number of bytes or a size like 512KB, 64MB, 1GB")
-    unit = (match[2] or "B").upper().rstrip("B").rstrip("I")
-    return int(match[1]) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[unit]
-
-
-class Setting(NamedTuple):
-    key: str
-    kind: str  # str, bool, int, float, duration, size, list, choice:a|b
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -121,7 +93,6 @@ TABLES = {
     "scrape": "Local Prometheus endpoints to scrape: name, url.",
     "watch": "Processes to watch: name, pattern (a command name, or re:REGEX on the command line).",
 }
-_BY_KEY = {s.key: s for s in SETTINGS}
 
 
 class CheckSpec(NamedTuple):
@@ -157,68 +128,6 @@ class AgentConfig:
     @property
     def state_dir(self) -> Path:
         return Path(self.values["state_dir"])
-
-
-def _convert(setting: Setting, raw: Any, source: str) -> Any:
-    where = f"{setting.key} ({source})"
-    kind = setting.kind
-    try:
-        if kind == "str":
-            if not isinstance(raw, str):
-                raise ValueError("use a string in quotes")
-            value: Any = raw
-        elif kind == "bool":
-            if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                raw = raw.lower() in ("1", "true", "yes", "on")
-            if not isinstance(raw, bool):
-                raise ValueError("use true or false")
-            value = raw
-        elif kind in ("int", "float", "duration", "size"):
-            if isinstance(raw, bool):
-                raise ValueError("use a number")
-            if isinstance(raw, str):
-                value = _duration(raw) if kind == "duration" else _size(raw) if kind == "size" else float(raw)
-            elif isinstance(raw, int | float):
-                value = raw
-            else:
-                raise ValueError("use a number")
-            if not math.isfinite(value):
-                raise ValueError("use a finite number")
-            if kind in ("int", "size"):
-                if value != int(value):
-                    raise ValueError("use a whole number")
-                value = int(value)
-            else:
-                value = float(value)
-        elif kind == "list":
-            if isinstance(raw, str):
-                raw = [part.strip() for part in raw.split(",") if part.strip()]
-            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-                raise ValueError('use a list of strings, e.g. ["a", "b"]')
-            value = raw
-        else:  # choice:a|b
-            choices = kind.split(":", 1)[1].split("|")
-            if raw not in choices:
-                raise ValueError(f"use one of {', '.join(choices)}")
-            value = raw
-    except (ValueError, OverflowError) as exc:
-        raise ConfigError(f"{where}: {raw!r} is not valid: {exc}") from None
-    if setting.low is not None and value < setting.low:
-        raise ConfigError(f"{where}: {raw!r} is too small; use at least {setting.low:g}")
-    if setting.high is not None and value > setting.high:
-        raise ConfigError(f"{where}: {raw!r} is too large; use at most {setting.high:g}")
-    return value
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and key not in _BY_KEY:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _table_items(data: Mapping[str, Any], name: str, path: Path | None) -> list[dict[str, Any]]:
@@ -281,41 +190,19 @@ def load(
     read: Callable[[Path], bytes] = Path.read_bytes,
 ) -> AgentConfig:
     """Defaults, then the file (if ``path`` exists or was named), then the environment, then ``overrides``."""
-    import tomllib
-
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            text = read(path).decode()
-        except FileNotFoundError:
-            if path != DEFAULT_PATH:
-                raise ConfigError(
-                    f"config file {path} does not exist; create it or leave out --config"
-                ) from None
-            text = ""
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, DEFAULT_PATH, read)
     tables = {name: _table_items(data, name, path) for name in TABLES}
-    flat = _flatten({k: v for k, v in data.items() if k not in TABLES})
-    values = {s.key: s.default for s in SETTINGS}
-    for key, raw in flat.items():
-        if key not in _BY_KEY:
-            raise ConfigError(f"{key} ({path}): unknown setting; see docs/agent.md for the list")
-        values[key] = _convert(_BY_KEY[key], raw, str(path))
-    env_names = {ENV_PREFIX + s.key.upper().replace(".", "_"): s for s in SETTINGS}
-    for name, raw in environ.items():
-        if name in env_names:
-            values[env_names[name].key] = _convert(env_names[name], raw, f"environment {name}")
-        elif name.startswith(ENV_PREFIX):
-            raise ConfigError(f"{name}: unknown setting in the environment; see docs/agent.md for the list")
-    for key, raw in (overrides or {}).items():
-        if raw is not None:
-            values[key] = _convert(_BY_KEY[key], raw, "command line")
+    rest = {k: v for k, v in data.items() if k not in TABLES}
+    values = resolve(
+        SETTINGS,
+        rest,
+        path=path,
+        environ=environ,
+        env_prefix=ENV_PREFIX,
+        overrides=overrides,
+        doc="docs/agent.md",
+    )
     if values["aggregator"]:
         from .transport import Url
 
