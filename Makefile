@@ -39,13 +39,8 @@ system: ## install the Debian packages in DEB_PACKAGES that are missing (apt-get
 	if [ "$$(id -u)" != 0 ]; then echo "make: missing Debian packages:$$missing; run 'sudo apt-get install$$missing' or make as root" >&2; exit 1; fi; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
-demo: setup ## run the demo: today, this host's metrics as the agent reads them and as wire frames
-	@echo "edgewatch demo: the aggregator (storage, alerts, API) and the web UI are not built yet, so there"
-	@echo "is no URL or login to print. What exists is the agent and the wire protocol. The agent's reading"
-	@echo "of this host (edgewatch agent --once), first lines of $$($(VENV)/bin/edgewatch agent --once | wc -l) series:"
-	@$(VENV)/bin/edgewatch agent --once | head -n 12
-	@echo "The same host's metrics (8 samples, 1 s apart) as wire frames beside JSON and msgpack:"
-	@$(PY) bench/protocol.py --quick
+demo: setup ## run the aggregator, this host's agent and 20 simulated hosts; prints the URL and login
+	$(VENV)/bin/edgewatch demo
 
 test: setup lint ## run every test (lint first, then pytest)
 	$(PY) -m pytest -q

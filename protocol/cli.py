@@ -18,6 +18,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("edgewatch.agent.cli", "sample this host and push to an aggregator (the agent daemon)"),
     "enroll": ("edgewatch.agent.enroll", "enroll this host with an aggregator, pinning its signing key"),
     "frame": ("edgewatch.protocol.frame_cli", "print wire frames (spooled or captured) as JSON"),
+    "sim": (
+        "edgewatch.aggregator.sim",
+        "simulated hosts pushing realistic frames to an aggregator (demos, load tests)",
+    ),
+    "aggregator": ("edgewatch.aggregator.server", "run the aggregator: ingest, storage, query API"),
+    "admin": ("edgewatch.aggregator.admin", "manage agents, enrollment and API tokens, users"),
+    "demo": (
+        "edgewatch.aggregator.demo",
+        "run an aggregator, this host's agent and simulated hosts, and print the URL",
+    ),
 }
 
 USAGE = "usage: edgewatch [--version] [--help] COMMAND [ARGS...]"

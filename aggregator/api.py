@@ -1,0 +1,368 @@
+"""The read API for scripts and the UI: hosts, series, range queries, summaries, patterns, export.
+
+Every handler here needs an API token with at least the viewer role (``Authorization: Bearer
+ewt_...``); the browser's session login comes with the web UI. Queries run in reader threads.
+Times are milliseconds since the epoch in answers; ``start`` / ``end`` accept seconds or
+milliseconds since the epoch, ISO 8601, ``now`` or a relative ``-24h``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sqlite3
+import time
+import zoneinfo
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from edgewatch.protocol import Kind
+from edgewatch.protocol.settings import parse_duration
+
+from . import accounts, auth, query
+from .analysis import patterns, summary, trend
+from .export import ExportSeries, to_csv, to_json
+from .ingest import INGEST, error
+from .query import QueryError, SeriesRow
+from .schema import TIERS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_TTL_S = 30.0
+
+
+@dataclass
+class Api:
+    retention_s: dict[str, float]
+    down_after: int
+    metrics_public: bool
+    wall: Callable[[], float] = time.time
+    tokens: dict[str, tuple[accounts.TokenAuth | None, float]] = field(default_factory=dict)
+
+    def now_ms(self) -> int:
+        return int(self.wall() * 1000)
+
+
+API = web.AppKey("api", Api)
+ROLE = web.AppKey("role", str)
+
+
+async def caller_role(request: web.Request) -> str | None:
+    """The role of the API token presented, or None."""
+    api = request.app[API]
+    token = auth.bearer(request.headers.get("Authorization"))
+    parts = auth.split_token(token, auth.API_PREFIX) if token else None
+    if parts is None:
+        return None
+    ident, secret = parts
+    cached = api.tokens.get(ident)
+    now = time.monotonic()
+    if cached is None or now - cached[1] >= TOKEN_TTL_S:
+        readers = request.app[INGEST].store.readers
+        record = await readers.run(lambda conn: accounts.token_auth(conn, ident))
+        cached = api.tokens[ident] = (record, now)
+    record = cached[0]
+    if record is None or record.revoked or not auth.matches(secret, record.token_hash):
+        return None
+    return record.role
+
+
+def requires(role: str) -> Callable[[Handler], Handler]:
+    def wrap(handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            have = await caller_role(request)
+            if have is None:
+                return error(
+                    401,
+                    "this endpoint needs an API token (Authorization: Bearer ewt_...); see admin add-token",
+                )
+            if auth.RANK[have] < auth.RANK[role]:
+                return error(403, f"this needs the {role} role; the token has {have}")
+            return await handler(request)
+
+        checked.__name__ = handler.__name__
+        checked.__doc__ = handler.__doc__
+        return checked
+
+    return wrap
+
+
+_REL = re.compile(r"(?:now)?\s*-\s*(.+)")
+
+
+def parse_time(text: str | None, now_ms: int, default: int, what: str) -> int:
+    if text is None or text == "":
+        return default
+    text = text.strip()
+    if text == "now":
+        return now_ms
+    rel = _REL.fullmatch(text)
+    try:
+        if rel:
+            return now_ms - int(parse_duration(rel[1]) * 1000)
+        number = float(text)
+    except ValueError:
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise QueryError(
+                f"{what}={text!r} is not a time; use seconds or ms since the epoch, ISO 8601, now or -24h"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return int(moment.timestamp() * 1000)
+    return int(number * 1000) if abs(number) < 1e11 else int(number)
+
+
+def parse_step(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        step = int(parse_duration(text) * 1000)
+    except ValueError:
+        raise QueryError(f"step={text!r} is not a duration; use e.g. 60s, 5m or 1h") from None
+    if step < 1000:
+        raise QueryError("step must be at least 1s")
+    return step
+
+
+@dataclass
+class Selection:
+    host: int
+    host_name: str
+    series: list[SeriesRow]
+    start: int
+    end: int
+    step: int | None
+    tier: str | None
+
+
+def _select(conn: sqlite3.Connection, request: web.Request, now: int, default_span_ms: int) -> Selection:
+    q = request.query
+    name = request.match_info.get("host") or q.get("host")
+    if not name:
+        raise QueryError("give host=NAME; see /api/v1/hosts for the names")
+    hid = query.host_id(conn, name)
+    match = {k[6:]: v for k, v in q.items() if k.startswith("label.")}
+    try:
+        ids = [int(x) for x in q.getall("series", [])]
+    except ValueError:
+        raise QueryError("series must be series ids (integers); see /api/v1/hosts/NAME/series") from None
+    series = query.select_series(conn, hid, q.get("name"), match, ids)
+    if not series:
+        raise QueryError(f"no series of host {name!r} matches; see /api/v1/hosts/{name}/series", 404)
+    end = parse_time(q.get("end"), now, now, "end")
+    start = parse_time(q.get("start"), now, end - default_span_ms, "start")
+    tier = q.get("tier")
+    if tier is not None and tier not in {t.name for t in TIERS}:
+        raise QueryError(f"tier {tier!r} is unknown; use one of {', '.join(t.name for t in TIERS)}")
+    return Selection(hid, name, series, start, end, parse_step(q.get("step")), tier)
+
+
+async def _run(request: web.Request, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    return await request.app[INGEST].store.readers.run(fn)
+
+
+def _query_error(exc: QueryError) -> web.Response:
+    return error(exc.status, str(exc))
+
+
+def _points(request: web.Request, default_span_ms: int) -> Callable[[sqlite3.Connection], Any]:
+    api = request.app[API]
+    now = api.now_ms()
+
+    def work(conn: sqlite3.Connection) -> tuple[Selection, Any, int, dict[int, list[query.Point]]]:
+        sel = _select(conn, request, now, default_span_ms)
+        tier, step, points = query.range_query(
+            conn,
+            sel.host,
+            sel.series,
+            sel.start,
+            sel.end,
+            step=sel.step,
+            now=now,
+            retention_s=api.retention_s,
+            tier_name=sel.tier,
+        )
+        return sel, tier, step, points
+
+    return work
+
+
+@requires("viewer")
+async def hosts(request: web.Request) -> web.StreamResponse:
+    """All hosts with status, last seen, headline values and facts."""
+    api, ing = request.app[API], request.app[INGEST]
+    now = api.now_ms()
+    rows = await _run(request, accounts.list_hosts)
+    out = []
+    for row in rows:
+        state = ing.state(row["name"])
+        if state.last_seen_ms is None and row["last_seen_ms"] is not None:
+            state.last_seen_ms, state.interval_ms = row["last_seen_ms"], row["interval_ms"]
+        item = state.to_json(now, api.down_after)
+        item["revoked"] = row["revoked_ms"] is not None
+        out.append(item)
+    status = request.query.get("status")
+    if status:
+        out = [h for h in out if h["status"] == status]
+    return web.json_response({"hosts": out})
+
+
+@requires("viewer")
+async def host(request: web.Request) -> web.StreamResponse:
+    """One host: status, last seen, facts."""
+    api, ing = request.app[API], request.app[INGEST]
+    name = request.match_info["host"]
+    try:
+        hid = await _run(request, lambda conn: query.host_id(conn, name))
+    except QueryError as exc:
+        return _query_error(exc)
+    facts = await _run(
+        request,
+        lambda conn: conn.execute("SELECT facts, last_seen_ms FROM hosts WHERE id = ?", (hid,)).fetchone(),
+    )
+    state = ing.state(name)
+    item = state.to_json(api.now_ms(), api.down_after)
+    if not item["facts"]:
+        item["facts"] = json.loads(facts[0] or "{}")
+    return web.json_response(item)
+
+
+@requires("viewer")
+async def host_series(request: web.Request) -> web.StreamResponse:
+    """The series of a host."""
+    name = request.match_info["host"]
+    try:
+        rows = await _run(request, lambda conn: query.host_series(conn, query.host_id(conn, name)))
+    except QueryError as exc:
+        return _query_error(exc)
+    return web.json_response({"host": name, "series": [r.to_json() for r in rows]})
+
+
+@requires("viewer")
+async def range_(request: web.Request) -> web.StreamResponse:
+    """Points (ts, min, avg, max, count) per series over a range; says which tier answered."""
+    try:
+        sel, tier, step, points = await _run(request, _points(request, 3_600_000))
+    except QueryError as exc:
+        return _query_error(exc)
+    return web.json_response(
+        {
+            "host": sel.host_name,
+            "start": sel.start,
+            "end": sel.end,
+            "tier": tier.name,
+            "step_ms": step,
+            "series": [{**s.to_json(), "points": points[s.id]} for s in sel.series],
+        }
+    )
+
+
+@requires("viewer")
+async def summary_(request: web.Request) -> web.StreamResponse:
+    """Avg, min, max and current over a window, and the trend, per series."""
+    try:
+        sel, tier, step, points = await _run(request, _points(request, 86_400_000))
+    except QueryError as exc:
+        return _query_error(exc)
+    out = [
+        {**s.to_json(), "summary": summary(points[s.id]), "trend": trend(points[s.id])} for s in sel.series
+    ]
+    return web.json_response({"host": sel.host_name, "tier": tier.name, "step_ms": step, "series": out})
+
+
+@requires("viewer")
+async def patterns_(request: web.Request) -> web.StreamResponse:
+    """Usage by hour of day and day of week, per series (default: the last 28 days)."""
+    tz_name = request.query.get("tz", "UTC")
+    try:
+        tz = zoneinfo.ZoneInfo(tz_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return error(400, f"tz={tz_name!r} is not a known time zone; use e.g. UTC or Europe/Berlin")
+    try:
+        sel, tier, _, points = await _run(request, _points(request, 28 * 86_400_000))
+    except QueryError as exc:
+        return _query_error(exc)
+    out = [{**s.to_json(), "patterns": patterns(points[s.id], tz)} for s in sel.series]
+    return web.json_response({"host": sel.host_name, "tier": tier.name, "tz": tz_name, "series": out})
+
+
+@requires("viewer")
+async def export(request: web.Request) -> web.StreamResponse:
+    """The points of the selected series as CSV or JSON, streamed."""
+    fmt = request.query.get("format", "json")
+    if fmt not in ("csv", "json"):
+        return error(400, f"format={fmt!r} is unknown; use csv or json")
+    try:
+        sel, tier, _, points = await _run(request, _points(request, 86_400_000))
+    except QueryError as exc:
+        return _query_error(exc)
+    rows = [
+        ExportSeries(
+            sel.host_name,
+            s.name,
+            s.labels,
+            "counter" if s.kind == Kind.COUNTER else "gauge",
+            tier.name,
+            points[s.id],
+        )
+        for s in sel.series
+    ]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json",
+            "Content-Disposition": f'attachment; filename="{sel.host_name}.{fmt}"',
+        }
+    )
+    await response.prepare(request)
+    for piece in to_csv(rows) if fmt == "csv" else to_json(rows):
+        await response.write(piece.encode())
+    await response.write_eof()
+    return response
+
+
+@requires("viewer")
+async def events(request: web.Request) -> web.StreamResponse:
+    """Events (service state changes, command results) of a host over a range."""
+    api = request.app[API]
+    now = api.now_ms()
+    name = request.match_info["host"]
+    try:
+        end = parse_time(request.query.get("end"), now, now, "end")
+        start = parse_time(request.query.get("start"), now, end - 86_400_000, "start")
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            hid = query.host_id(conn, name)
+            return conn.execute(
+                "SELECT ts, type, attrs FROM events WHERE host = ? AND ts >= ? AND ts < ?"
+                " ORDER BY ts LIMIT 10000",
+                (hid, start, end),
+            ).fetchall()
+
+        rows = await _run(request, work)
+    except QueryError as exc:
+        return _query_error(exc)
+    return web.json_response(
+        {"host": name, "events": [{"ts": ts, "type": t, "attrs": json.loads(a)} for ts, t, a in rows]}
+    )
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    if not request.app[API].metrics_public:
+        role = await caller_role(request)
+        if role is None:
+            return error(401, "/metrics needs an API token (or metrics.public = true in the config)")
+    body = request.app[INGEST].registry.render()
+    return web.Response(text=body, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    writer = request.app[INGEST].store.writer
+    ok = writer.failed is None
+    return web.json_response(
+        {"ok": ok, "queue": writer.backlog}, status=200 if ok else 503, headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,234 @@
+"""Writer jobs that keep the storage compact: window compaction, rollup merging and retention.
+
+Compaction folds the ``recent`` rows of one host and window into its raw block (merging with what
+the block holds: late and back-filled frames land in old windows too), then recomputes that
+window's 1 m and 5 m buckets and its hour's 1 h bucket from the raw data, replacing what the tiers
+held there. Recomputing from raw, never adding to a bucket, makes every tier hold each sample
+exactly once however often a window is compacted. Rollup rows start one per window and are merged
+into chunks (``Tier.chunk_ms``) later, so a 30-day query reads a few rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from edgewatch.protocol import Kind
+
+from .blockcodec import decode_block, encode_block, merge_blocks
+from .catalog import SeriesIds
+from .frames import Value, decode_recent
+from .rollup import Agg, chunk_replace, decode_chunk, encode_chunk, merge_maps, rates, rebucket, rollup
+from .schema import BLOCK_MS, HOUR_MS, TIERS, Tier
+
+T1M, T5M, T1H = TIERS[1], TIERS[2], TIERS[3]
+Buckets = dict[int, dict[int, Agg]]  # series id -> bucket start -> aggregate
+Block = tuple[list[int], dict[int, list[Value]]]
+
+
+def fold_recent(rows: Sequence[bytes]) -> Block:
+    """The samples of ``recent`` rows as one block; a later row wins for the same series and time."""
+    by_sid: dict[int, dict[int, Value]] = {}
+    for data in rows:
+        ts, sids, cols = decode_recent(data)
+        for sid, col in zip(sids, cols):
+            target = by_sid.setdefault(sid, {})
+            for t, v in zip(ts, col):
+                if v is not None:
+                    target[t] = v
+    times = sorted({t for samples in by_sid.values() for t in samples})
+    return times, {sid: [samples.get(t) for t in times] for sid, samples in by_sid.items()}
+
+
+def window_rollups(block: Block, kinds: Mapping[int, int]) -> Buckets:
+    """1 m buckets of every series of a block (counters as per-second rates)."""
+    times, cols = block
+    out: Buckets = {}
+    for sid, col in cols.items():
+        if kinds.get(sid) == Kind.COUNTER:
+            rt, rv = rates(times, col)
+            buckets = rollup(rt, list(rv), T1M.res_ms)
+        else:
+            buckets = rollup(times, col, T1M.res_ms)
+        if buckets:
+            out[sid] = buckets
+    return out
+
+
+def read_tier(
+    conn: sqlite3.Connection, tier: Tier, host: int, start: int, end: int, *, only: set[int] | None = None
+) -> Buckets:
+    out: Buckets = {}
+    for (data,) in conn.execute(
+        "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t1 > ? AND t0 < ? ORDER BY t0",
+        (tier.id, host, start, end),
+    ):
+        for sid, buckets in decode_chunk(data, only).items():
+            inside = {b: agg for b, agg in buckets.items() if start <= b < end}
+            if inside:
+                out[sid] = merge_maps(out[sid], inside) if sid in out else inside
+    return out
+
+
+def store_tier(
+    conn: sqlite3.Connection, tier: Tier, host: int, start: int, end: int, *, series: Buckets
+) -> None:
+    """Replace the buckets of ``tier`` in ``[start, end)`` with ``series`` (a row per span, or in a chunk)."""
+    row = conn.execute(
+        "SELECT t0, t1, data FROM rollups WHERE tier = ? AND host = ? AND t0 <= ? AND t1 > ?"
+        " ORDER BY t0 DESC LIMIT 1",
+        (tier.id, host, start, start),
+    ).fetchone()
+    if row is not None and row[1] >= end:
+        t0, t1, data = row
+        new = chunk_replace(data, t0, tier.res_ms, (t1 - t0) // tier.res_ms, start, end, series)
+        conn.execute(
+            "UPDATE rollups SET data = ? WHERE tier = ? AND host = ? AND t0 = ?", (new, tier.id, host, t0)
+        )
+    elif series:
+        data = encode_chunk(start, tier.res_ms, (end - start) // tier.res_ms, series)
+        conn.execute(
+            "INSERT OR REPLACE INTO rollups (tier, host, t0, t1, data) VALUES (?, ?, ?, ?, ?)",
+            (tier.id, host, start, end, data),
+        )
+
+
+@dataclass
+class CompactJob:
+    """Fold the ``recent`` rows of ``host`` in window ``win`` into its raw block and rollups."""
+
+    host: int
+    win: int
+    series: SeriesIds
+    samples: int = 0
+
+    def apply(self, conn: sqlite3.Connection) -> int:
+        rows = conn.execute(
+            "SELECT id, data FROM recent WHERE host = ? AND win = ? ORDER BY id", (self.host, self.win)
+        ).fetchall()
+        if not rows:
+            return 0
+        block = fold_recent([data for _, data in rows])
+        old = conn.execute(
+            "SELECT data FROM raw_blocks WHERE host = ? AND t0 = ?", (self.host, self.win)
+        ).fetchone()
+        if old is not None:
+            block = merge_blocks(decode_block(old[0]), block)
+        times, cols = block
+        infos = {sid: self.series.info(sid) for sid in cols}
+        precisions = {sid: info.precision if info else None for sid, info in infos.items()}
+        kinds = {sid: info.kind for sid, info in infos.items() if info}
+        self.samples = sum(1 for col in cols.values() for v in col if v is not None)
+        conn.execute(
+            "INSERT OR REPLACE INTO raw_blocks (host, t0, samples, data) VALUES (?, ?, ?, ?)",
+            (self.host, self.win, self.samples, encode_block(times, cols, precisions)),
+        )
+        end = self.win + BLOCK_MS
+        m1 = window_rollups(block, kinds)
+        store_tier(conn, T1M, self.host, self.win, end, series=m1)
+        m5w = {s: rebucket(b, T5M.res_ms) for s, b in m1.items()}
+        store_tier(conn, T5M, self.host, self.win, end, series=m5w)
+        hour = self.win - self.win % HOUR_MS
+        m5 = read_tier(conn, T5M, self.host, hour, hour + HOUR_MS)
+        m1h = {s: rebucket(b, HOUR_MS) for s, b in m5.items()}
+        store_tier(conn, T1H, self.host, hour, hour + HOUR_MS, series=m1h)
+        conn.executemany("DELETE FROM recent WHERE id = ?", [(rid,) for rid, _ in rows])
+        return len(rows)
+
+    def committed(self) -> None:
+        pass
+
+    def aborted(self) -> None:
+        pass
+
+
+@dataclass
+class MergeRollupsJob:
+    """Merge the rollup rows of one host inside one chunk span of a tier into one row."""
+
+    tier: Tier
+    host: int
+    chunk: int
+
+    def apply(self, conn: sqlite3.Connection) -> int:
+        end = self.chunk + self.tier.chunk_ms
+        rows = conn.execute(
+            "SELECT t0, t1 FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ?",
+            (self.tier.id, self.host, self.chunk, end),
+        ).fetchall()
+        if len(rows) < 2:
+            return 0
+        t1 = max(r[1] for r in rows)
+        series = read_tier(conn, self.tier, self.host, self.chunk, t1)
+        conn.execute(
+            "DELETE FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ?",
+            (self.tier.id, self.host, self.chunk, end),
+        )
+        data = encode_chunk(self.chunk, self.tier.res_ms, (t1 - self.chunk) // self.tier.res_ms, series)
+        conn.execute(
+            "INSERT INTO rollups (tier, host, t0, t1, data) VALUES (?, ?, ?, ?, ?)",
+            (self.tier.id, self.host, self.chunk, t1, data),
+        )
+        return len(rows)
+
+    def committed(self) -> None:
+        pass
+
+    def aborted(self) -> None:
+        pass
+
+
+MERGE_AT = 24  # small rows in one chunk span that are merged even before the span is complete
+
+
+def merge_candidates(conn: sqlite3.Connection, now_ms: int) -> list[tuple[Tier, int, int]]:
+    """``(tier, host, chunk start)`` of rollup rows worth merging."""
+    out = []
+    for tier in TIERS[1:]:
+        c = tier.chunk_ms
+        for host, chunk, count, last in conn.execute(
+            "SELECT host, (t0 / ?) * ? AS chunk, count(*), max(t1) FROM rollups WHERE tier = ?"
+            " GROUP BY host, chunk HAVING count(*) > 1",
+            (c, c, tier.id),
+        ):
+            if count >= MERGE_AT or (last >= chunk + c and chunk + c + BLOCK_MS <= now_ms):
+                out.append((tier, host, chunk))
+    return out
+
+
+@dataclass
+class RetentionJob:
+    """Delete whole blocks and rollup rows older than each tier's retention; give back free pages."""
+
+    now_ms: int
+    retention_s: Mapping[str, float]
+    deleted: int = 0
+
+    def apply(self, conn: sqlite3.Connection) -> int:
+        raw_cut = self.now_ms - int(self.retention_s["raw"] * 1000)
+        n = conn.execute("DELETE FROM raw_blocks WHERE t0 + ? <= ?", (BLOCK_MS, raw_cut)).rowcount
+        n += conn.execute("DELETE FROM recent WHERE win + ? <= ?", (BLOCK_MS, raw_cut)).rowcount
+        n += conn.execute("DELETE FROM events WHERE ts < ?", (raw_cut,)).rowcount
+        for tier in TIERS[1:]:
+            cut = self.now_ms - int(self.retention_s[tier.name] * 1000)
+            n += conn.execute("DELETE FROM rollups WHERE tier = ? AND t1 <= ?", (tier.id, cut)).rowcount
+        self.deleted = n
+        return n
+
+    def committed(self) -> None:
+        pass
+
+    def aborted(self) -> None:
+        pass
+
+
+def vacuum_some(conn: sqlite3.Connection, keep_fraction: float = 0.25) -> int:
+    """Release free pages beyond ``keep_fraction`` of the file (they are reused first anyway)."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    total = conn.execute("PRAGMA page_count").fetchone()[0]
+    extra = free - int(total * keep_fraction)
+    if extra > 0:
+        conn.execute(f"PRAGMA incremental_vacuum({int(extra)})")
+        return int(extra)
+    return 0

@@ -1,0 +1,241 @@
+"""The agent endpoints: ``POST /api/v1/push`` and ``POST /api/v1/enroll`` (contract in docs/api.md).
+
+A push is checked in order — token, size, reference, decode, identity, clock — and then handed to
+the writer; the answer ``{"ack": seq, "commands": [...]}`` goes out only after the commit. Each
+refusal is a 4xx with one sentence that says what is wrong and what to do. The reference of each
+agent (its newest acknowledged frame, ``next_reference``) lives in memory: after a restart the first
+delta of each agent gets ``409`` and the agent sends a key frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from edgewatch.protocol import Batch, ProtocolError, decode, next_reference, reference_of
+
+from . import accounts, auth
+from .accounts import HostAuth
+from .frames import FrameJob, FrameResult
+from .metrics import Registry
+from .status import HostState
+from .store import CallJob, Store
+from .writer import Overloaded, WriterClosed
+
+log = logging.getLogger("edgewatch.aggregator.ingest")
+AUTH_TTL_S = 30.0  # a revocation made by the admin CLI takes effect within this time
+DECODE_INLINE_BYTES = 16_384  # larger frames are decoded in a thread, off the event loop
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@dataclass
+class Ingest:
+    store: Store
+    registry: Registry
+    max_frame_bytes: int
+    max_inflight: int
+    max_future_ms: int
+    retention_raw_ms: int
+    public_key: str
+    wall: Callable[[], float] = time.time
+    refs: dict[int, Batch] = field(default_factory=dict)  # host id -> newest acknowledged reference
+    hosts: dict[str, tuple[HostAuth | None, float]] = field(default_factory=dict)
+    states: dict[str, HostState] = field(default_factory=dict)
+    inflight: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.frames = r.counter("edgewatch_ingest_frames_total", "Frames stored (duplicates not counted).")
+        self.bytes = r.counter("edgewatch_ingest_bytes_total", "Bytes of the frames stored.")
+        self.samples = r.counter("edgewatch_ingest_samples_total", "Samples stored.")
+        self.duplicates = r.counter("edgewatch_ingest_duplicates_total", "Frames that were stored before.")
+        self.rejected = r.counter("edgewatch_ingest_rejected_total", "Pushes refused, by reason.")
+        self.dropped = r.counter(
+            "edgewatch_ingest_dropped_samples_total",
+            "Samples not stored because they are older than raw retention.",
+        )
+        self.latency = r.histogram("edgewatch_ingest_push_seconds", "Time from request to answer of a push.")
+
+    def now_ms(self) -> int:
+        return int(self.wall() * 1000)
+
+    async def host_auth(self, name: str) -> HostAuth | None:
+        cached = self.hosts.get(name)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < AUTH_TTL_S:
+            return cached[0]
+        record = await self.store.readers.run(lambda conn: accounts.host_auth(conn, name))
+        self.hosts[name] = (record, now)
+        return record
+
+    def forget_host(self, name: str) -> None:
+        self.hosts.pop(name, None)
+
+    def reject(
+        self, reason: str, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        self.rejected.inc(reason=reason)
+        return error(status, message, headers)
+
+    def remember(self, host: HostAuth, batch: Batch, ref: Batch | None) -> None:
+        """Keep the newest acknowledged frame of the host as the reference for its next delta."""
+        current = self.refs.get(host.id)
+        newest = batch.timestamps[-1] if batch.timestamps else None
+        if current is not None:
+            if current.boot_id == batch.boot_id and batch.seq < current.seq:
+                return  # back-log of this boot
+            if current.boot_id != batch.boot_id and (
+                newest is None or (current.timestamps and newest < current.timestamps[-1])
+            ):
+                return  # back-log of an earlier boot
+        self.refs[host.id] = next_reference(ref, batch)
+
+    def state(self, name: str) -> HostState:
+        state = self.states.get(name)
+        if state is None:
+            state = self.states[name] = HostState(name)
+        return state
+
+
+INGEST = web.AppKey("ingest", Ingest)
+
+
+async def _read_body(request: web.Request, cap: int) -> bytes | None:
+    """The body, or None when it is larger than ``cap`` (plain or chunked)."""
+    if request.content_length is not None and request.content_length > cap:
+        return None
+    out = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        out += chunk
+        if len(out) > cap:
+            return None
+    return bytes(out)
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    ing = request.app[INGEST]
+    started = time.perf_counter()
+    token = auth.bearer(request.headers.get("Authorization"))
+    parts = auth.split_token(token, auth.AGENT_PREFIX) if token else None
+    if parts is None:
+        return ing.reject(
+            "unauthorized",
+            401,
+            "the push needs an agent token (Authorization: Bearer ewa_...); enroll the agent",
+        )
+    host = await ing.host_auth(parts[0])
+    if host is None or host.revoked or not auth.matches(parts[1], host.token_hash):
+        return ing.reject("unauthorized", 401, "the agent token is wrong or revoked; enroll the agent again")
+    body = await _read_body(request, ing.max_frame_bytes)
+    if body is None:
+        return ing.reject(
+            "too_large",
+            413,
+            f"the frame is larger than {ing.max_frame_bytes} bytes; send fewer samples per frame",
+        )
+    if ing.inflight.get(host.id, 0) >= ing.max_inflight:
+        return ing.reject(
+            "overload", 429, "this agent has too many pushes in flight; wait and retry", {"Retry-After": "1"}
+        )
+    ing.inflight[host.id] = ing.inflight.get(host.id, 0) + 1
+    try:
+        return await _store(request, ing, host, body, started)
+    finally:
+        ing.inflight[host.id] -= 1
+
+
+async def _store(
+    request: web.Request, ing: Ingest, host: HostAuth, body: bytes, started: float
+) -> web.StreamResponse:
+    ref: Batch | None = None
+    try:
+        need = reference_of(body)
+        if need is not None:
+            ref = ing.refs.get(host.id)
+            if ref is None or (ref.boot_id, ref.seq) != (need.boot_id, need.seq):
+                return ing.reject(
+                    "no_reference",
+                    409,
+                    "the frame's reference is not held here; send the batch as a key frame",
+                )
+        if len(body) > DECODE_INLINE_BYTES:
+            loop = asyncio.get_running_loop()
+            batch = await loop.run_in_executor(None, decode, body, ref)
+        else:
+            batch = decode(body, ref)
+    except ProtocolError as exc:
+        if exc.needs_reference:
+            return ing.reject("no_reference", 409, f"{exc}; send the batch as a key frame")
+        if exc.too_large:
+            return ing.reject("too_large", 413, f"{exc}; send fewer samples per frame")
+        return ing.reject("malformed", 400, f"the frame is malformed: {exc}")
+    if batch.agent_id != host.name:
+        return ing.reject(
+            "wrong_agent",
+            403,
+            f"the frame is from agent {batch.agent_id!r} but the token is agent {host.name!r}; "
+            "fix agent_id in the agent's config or enroll it again",
+        )
+    now = ing.now_ms()
+    if batch.timestamps and batch.timestamps[-1] > now + ing.max_future_ms:
+        ahead = (batch.timestamps[-1] - now) / 1000
+        return ing.reject(
+            "future",
+            400,
+            f"the frame's samples are {ahead:.0f} s ahead of our clock; fix the host's clock (NTP)",
+        )
+    job = FrameJob(host.id, batch, ing.store.series, ing.store.acked, now - ing.retention_raw_ms)
+    try:
+        result: FrameResult = await ing.store.writer.submit(job)
+    except Overloaded:
+        return ing.reject("overload", 503, "the aggregator is busy; retry later", {"Retry-After": "2"})
+    except WriterClosed as exc:
+        return ing.reject("unavailable", 503, f"{exc}", {"Retry-After": "5"})
+    if result.duplicate:
+        ing.duplicates.inc()
+    else:
+        ing.frames.inc()
+        ing.bytes.inc(len(body))
+        ing.samples.inc(result.samples)
+        if result.dropped_old:
+            ing.dropped.inc(result.dropped_old)
+        ing.remember(host, batch, ref)
+        ing.state(host.name).update(batch)
+    ing.latency.observe(time.perf_counter() - started)
+    return web.json_response({"ack": batch.seq, "commands": []})
+
+
+async def enroll(request: web.Request) -> web.StreamResponse:
+    ing = request.app[INGEST]
+    try:
+        body: Any = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error(400, 'the body is not JSON; send {"token": ..., "hostname": ..., "name": ...}')
+    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+        return error(400, "the body needs a string field token (the enrollment token)")
+    name = body.get("name") or body.get("hostname")
+    if not isinstance(name, str) or not auth.valid_name(name):
+        return error(400, "give a valid name or hostname: 1-63 letters, digits, '.', '_' or '-'")
+    token: str = body["token"]
+    now = ing.now_ms()
+    try:
+        agent_token = await ing.store.writer.submit(
+            CallJob(lambda conn: accounts.redeem_enrollment(conn, token, name, now))
+        )
+    except accounts.AccountError as exc:
+        return error(exc.status, str(exc))
+    except (Overloaded, WriterClosed):
+        return error(503, "the aggregator is busy; retry later", {"Retry-After": "2"})
+    ing.forget_host(name)
+    log.info("enrolled agent=%s", name)
+    return web.json_response({"agent_id": name, "token": agent_token, "public_key": ing.public_key})

@@ -1,0 +1,421 @@
+"""Rollup algebra: per-bucket aggregates of a series, how they merge, and how a tier's chunk stores them.
+
+An ``Agg`` holds what one bucket of one series keeps: count, min, max, sum and the last value with its
+timestamp. Merging is associative and commutative (``sum`` up to float rounding), so a bucket can be
+built from any split of its samples, and a coarser tier from a finer one (``rebucket``).
+
+A chunk holds the buckets of one host and one tier from ``t0`` to ``t0 + n * res_ms``: the format
+byte ``0xC1``, ``<qqII`` (``t0``, ``res_ms``, ``n``, series count), the series ids (int64), then per
+series (uint32 each) the length of its blob, its first and last bucket index and its bucket count,
+then the blobs. A blob is one zstd frame (that declares its size) of the series' non-empty buckets,
+field after field (``_CODES``): index minus the index before (-1 before the first), count,
+``last_ts`` minus the bucket start, then min, max, sum and last as float64. Reading a series
+decompresses its blob only; a replace re-codes only the series with buckets in the range (and, to
+append after a series' last bucket, needs no bucket index of it).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+import threading
+from array import array
+from bisect import bisect_left
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import accumulate, pairwise, repeat
+from operator import add, floordiv, mul, sub
+from typing import Any
+
+import zstandard
+
+from edgewatch.protocol import Value
+
+MAX_BUCKETS = 1_000_000  # n of one chunk
+MAX_DECODED = 64 * 1024 * 1024  # decompressed bytes that one decode or replace may produce
+FORMAT = 0xC1
+LEVEL = 3
+
+_HALF = 1 << 63
+_MAX_WINDOW = 1 << 23
+_HEAD = struct.Struct("<BqqII")
+_LITTLE = sys.byteorder == "little"
+_local = threading.local()  # zstd contexts are not safe to share between threads
+
+
+class ChunkError(ValueError):
+    """A rollup chunk cannot be decoded: its bytes are corrupt, truncated or not a chunk at all."""
+
+
+@dataclass(slots=True)
+class Agg:
+    """The aggregate of one bucket: ``count`` finite samples, their min, max and sum, the last one."""
+
+    count: int
+    min: float
+    max: float
+    sum: float
+    last: float
+    last_ts: int  # ms
+
+
+def merge(a: Agg, b: Agg) -> Agg:
+    """One bucket of both; ``last`` is the later one (on a tie, the larger value)."""
+    later = b.last_ts > a.last_ts or (b.last_ts == a.last_ts and b.last > a.last)
+    return Agg(
+        a.count + b.count,
+        a.min if a.min <= b.min else b.min,
+        a.max if a.max >= b.max else b.max,
+        a.sum + b.sum,
+        b.last if later else a.last,
+        b.last_ts if later else a.last_ts,
+    )
+
+
+def _copy(a: Agg) -> Agg:
+    return Agg(a.count, a.min, a.max, a.sum, a.last, a.last_ts)
+
+
+def rollup(timestamps: Sequence[int], values: Sequence[Value], res_ms: int) -> dict[int, Agg]:
+    """Bucket start (``ts - ts % res_ms``) -> aggregate of the finite values in it.
+
+    Gaps, NaN and infinities are left out; values become floats (-0.0 becomes 0.0).
+    """
+    if res_ms <= 0:
+        raise ValueError(f"the bucket width must be positive, not {res_ms}")
+    if len(timestamps) != len(values):
+        raise ValueError(f"{len(values)} values for {len(timestamps)} timestamps")
+    out: dict[int, Agg] = {}
+    isfinite = math.isfinite
+    for ts, v in zip(timestamps, values):
+        if v is None or not isfinite(v):
+            continue
+        x = float(v) + 0.0
+        b = ts - ts % res_ms
+        agg = out.get(b)
+        if agg is None:
+            out[b] = Agg(1, x, x, x, x, ts)
+            continue
+        agg.count += 1
+        if x < agg.min:
+            agg.min = x
+        elif x > agg.max:
+            agg.max = x
+        agg.sum += x
+        if ts > agg.last_ts or (ts == agg.last_ts and x > agg.last):
+            agg.last = x
+            agg.last_ts = ts
+    return out
+
+
+def rates(timestamps: Sequence[int], values: Sequence[Value]) -> tuple[list[int], list[float]]:
+    """A counter's per-second rate at each sample that follows a sample (not a gap) of the counter.
+
+    A decrease is a reset: the increase is then the new value. Gaps, NaN and infinities break the
+    chain, and so does a timestamp that is not later than the one before.
+    """
+    if len(timestamps) != len(values):
+        raise ValueError(f"{len(values)} values for {len(timestamps)} timestamps")
+    out_ts: list[int] = []
+    out: list[float] = []
+    prev_t = 0
+    prev: int | float | None = None
+    isfinite = math.isfinite
+    for t, v in zip(timestamps, values):
+        if v is None or not isfinite(v):
+            prev = None
+            continue
+        if prev is not None and t > prev_t:
+            inc = v - prev if v >= prev else v
+            out_ts.append(t)
+            out.append(inc * 1000 / (t - prev_t))
+        prev_t, prev = t, v
+    return out_ts, out
+
+
+def merge_maps(a: Mapping[int, Agg], b: Mapping[int, Agg]) -> dict[int, Agg]:
+    """Both bucket maps, merging the buckets they share (new ``Agg`` objects throughout)."""
+    out = {k: _copy(v) for k, v in a.items()}
+    for k, v in b.items():
+        old = out.get(k)
+        out[k] = _copy(v) if old is None else merge(old, v)
+    return out
+
+
+def rebucket(buckets: Mapping[int, Agg], res_ms: int) -> dict[int, Agg]:
+    """Finer buckets merged into buckets of ``res_ms`` (a multiple of their width), in time order."""
+    if res_ms <= 0:
+        raise ValueError(f"the bucket width must be positive, not {res_ms}")
+    out: dict[int, Agg] = {}
+    for k in sorted(buckets):
+        b = k - k % res_ms
+        old = out.get(b)
+        out[b] = _copy(buckets[k]) if old is None else merge(old, buckets[k])
+    return out
+
+
+# --- chunks -------------------------------------------------------------------------------------
+
+Fields = list[bytes]  # a series' fields (``_CODES``), each with one item per bucket
+# a series' blob, first and last bucket index, bucket count
+Entry = tuple[bytes | memoryview, int, int, int]
+_CODES = ("I", "I", "q", "d", "d", "d", "d")  # index delta, count, last_ts offset, min, max, sum, last
+_WIDTHS = tuple(array(code).itemsize for code in _CODES)
+FIELDS = len(_CODES)
+BUCKET_BYTES = sum(_WIDTHS)  # decompressed
+
+
+def _le(a: array[int] | array[float]) -> bytes:
+    if not _LITTLE:
+        a.byteswap()
+    return a.tobytes()
+
+
+def _array(raw: bytes, code: str) -> array[Any]:
+    a = array(code)
+    a.frombytes(raw)
+    if not _LITTLE:
+        a.byteswap()
+    return a
+
+
+def _items(raw: bytes, code: str) -> list[Any]:
+    return _array(raw, code).tolist()
+
+
+def _deltas(idx: list[int], before: int) -> bytes:
+    """The index field: each bucket index minus the one before (``before`` for the first)."""
+    return _le(array("I", map(sub, idx, [before, *idx])))
+
+
+def _pack(idx: list[int], starts: list[int], aggs: list[Agg], before: int = -1) -> Fields:
+    """The fields of the buckets ``idx`` (sorted) that start at ``starts`` and hold ``aggs``."""
+    floats = ([a.min for a in aggs], [a.max for a in aggs], [a.sum for a in aggs], [a.last for a in aggs])
+    try:
+        counts = array("I", [a.count for a in aggs])
+        offsets = array("q", map(sub, [a.last_ts for a in aggs], starts))
+        fields = [_le(array("d", f)) for f in floats]
+    except (OverflowError, TypeError) as exc:
+        raise ValueError(f"a bucket holds a value of the wrong type or range ({exc})") from None
+    if 0 in counts:
+        raise ValueError("a bucket has the count 0; chunks hold only buckets with samples")
+    return [_deltas(idx, before), _le(counts), _le(offsets), *fields]
+
+
+def _compress(fields: Fields) -> bytes:
+    cctx: zstandard.ZstdCompressor | None = getattr(_local, "cctx", None)
+    if cctx is None:
+        cctx = _local.cctx = zstandard.ZstdCompressor(
+            level=LEVEL, write_content_size=True, write_checksum=True
+        )
+    return cctx.compress(b"".join(fields))
+
+
+def _index(fields: Fields, first: int, last: int) -> list[int]:
+    """The bucket indices of a series, checked against the chunk header's ``first`` and ``last``."""
+    deltas = _items(fields[0], "I")
+    idx = list(accumulate(deltas, initial=-1))
+    del idx[0]
+    if 0 in deltas or idx[0] != first or idx[-1] != last:
+        raise ChunkError("a chunk's bucket indices do not match its series table")
+    return idx
+
+
+def _unpack(fields: Fields, t0: int, res_ms: int, first: int, last: int) -> dict[int, Agg]:
+    deltas = _items(fields[0], "I")
+    starts = list(accumulate(map(mul, deltas, repeat(res_ms)), initial=t0 - res_ms))
+    del starts[0]
+    if 0 in deltas or starts[0] != t0 + first * res_ms or starts[-1] != t0 + last * res_ms:
+        raise ChunkError("a chunk's bucket indices do not match its series table")
+    counts = _items(fields[1], "I")
+    if 0 in counts:
+        raise ChunkError("a chunk has a bucket with no samples")
+    last_ts = map(add, _items(fields[2], "q"), starts)
+    mn, mx, total, lst = (_items(f, "d") for f in fields[3:])
+    return dict(zip(starts, map(Agg, counts, mn, mx, total, lst, last_ts)))
+
+
+class _Chunk:
+    """The header of a chunk: its geometry, and where each series' blob is."""
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            fmt, self.t0, self.res_ms, self.n, c = _HEAD.unpack_from(data)
+        except struct.error:
+            raise ChunkError("these bytes are too short to be a rollup chunk") from None
+        if fmt != FORMAT:
+            raise ChunkError("these bytes are not a rollup chunk (wrong format byte)")
+        pos = _HEAD.size
+        if self.res_ms < 1 or not 0 <= self.n <= MAX_BUCKETS or 24 * c > len(data) - pos:
+            raise ChunkError(f"a chunk claims {self.n} buckets of {self.res_ms} ms and {c} series")
+        ids = _items(data[pos : pos + 8 * c], "q")
+        lens, self.firsts, self.lasts, self.counts = (
+            _array(data[pos + 4 * c * k : pos + 4 * c * (k + 1)], "I") for k in range(2, 6)
+        )
+        self.ends = list(accumulate(lens, initial=pos + 24 * c))
+        if self.ends[-1] != len(data):
+            raise ChunkError("a chunk's series table does not match its size")
+        if BUCKET_BYTES * sum(self.counts) > MAX_DECODED:
+            raise ChunkError(f"a chunk claims to decode to more than {MAX_DECODED} bytes, the size cap")
+        self.where = dict(zip(ids, range(c)))
+        if len(self.where) != c:
+            raise ChunkError("a chunk holds the same series twice")
+        self.data = memoryview(data)
+
+    def entry(self, sid: int) -> Entry:
+        i = self.where[sid]
+        first, last, m = self.firsts[i], self.lasts[i], self.counts[i]
+        if not 0 < m <= last - first + 1 or last >= self.n:
+            raise ChunkError("a chunk's series table is inconsistent")
+        return self.data[self.ends[i] : self.ends[i + 1]], first, last, m
+
+    def fields(self, entry: Entry) -> Fields:
+        """The fields of a series' blob (one zstd frame)."""
+        blob, _, _, m = entry
+        size = BUCKET_BYTES * m
+        try:
+            params = zstandard.get_frame_parameters(blob)
+            if params.content_size != size or params.window_size > _MAX_WINDOW:
+                raise ChunkError(f"a series of a chunk is not the zstd frame of {m} buckets it should be")
+            dctx = getattr(_local, "dctx", None)
+            if dctx is None:
+                dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
+            body = memoryview(dctx.decompress(blob, max_output_size=size, allow_extra_data=False))
+        except zstandard.ZstdError as exc:
+            raise ChunkError(f"a series of a chunk is corrupt ({exc})") from None
+        if len(body) != size:
+            raise ChunkError("a series of a chunk is truncated")
+        ends = list(accumulate((w * m for w in _WIDTHS), initial=0))
+        return [body[a:b] for a, b in pairwise(ends)]  # type: ignore[misc]
+
+
+def _encode(t0: int, res_ms: int, n: int, entries: Mapping[int, Entry]) -> bytes:
+    ids = sorted(entries)
+    rows = [entries[sid] for sid in ids]
+    if BUCKET_BYTES * sum(e[3] for e in rows) > MAX_DECODED:
+        raise ValueError(f"the chunk would decode to more than {MAX_DECODED} bytes; use smaller chunks")
+    table = [_HEAD.pack(FORMAT, t0, res_ms, n, len(ids)), _le(array("q", ids))]
+    blobs, firsts, lasts, counts = zip(*rows) if rows else ((), (), (), ())
+    table += [_le(array("I", column)) for column in (map(len, blobs), firsts, lasts, counts)]
+    return b"".join([*table, *blobs])
+
+
+def _check_geometry(t0: int, res_ms: int, n: int) -> None:
+    if res_ms < 1 or not 0 <= n <= MAX_BUCKETS or not -_HALF <= t0 <= t0 + n * res_ms < _HALF:
+        raise ValueError(f"a chunk of {n} buckets of {res_ms} ms from {t0} is out of range")
+
+
+def _given(
+    buckets: Mapping[int, Agg], t0: int, res_ms: int, lo: int, hi: int
+) -> tuple[list[int], list[int], list[Agg]]:
+    """``(indices, starts, aggs)`` of ``buckets``, sorted; each must be a bucket with index in [lo, hi)."""
+    starts = sorted(buckets)
+    idx = list(map(floordiv, map(sub, starts, repeat(t0)), repeat(res_ms)))
+    if idx and (
+        idx[0] < lo or idx[-1] >= hi or starts != list(map(add, map(mul, idx, repeat(res_ms)), repeat(t0)))
+    ):
+        raise ValueError(
+            f"bucket starts {starts[0]}..{starts[-1]} are not all buckets {lo} to {hi - 1} "
+            f"of the chunk ({res_ms} ms from {t0})"
+        )
+    return idx, starts, [buckets[k] for k in starts]
+
+
+def _corrupt(exc: Exception) -> ChunkError:
+    return exc if isinstance(exc, ChunkError) else ChunkError(f"a chunk is corrupt ({exc})")
+
+
+def encode_chunk(t0: int, res_ms: int, n: int, series: Mapping[int, Mapping[int, Agg]]) -> bytes:
+    """A chunk of buckets ``t0 + i * res_ms`` (``0 <= i < n``); series with no bucket are left out.
+
+    ``ValueError`` for a bucket that is not one of the chunk's, or a count outside 1 to 2**32 - 1.
+    """
+    _check_geometry(t0, res_ms, n)
+    entries: dict[int, Entry] = {}
+    for sid, buckets in series.items():
+        if buckets:
+            idx, starts, aggs = _given(buckets, t0, res_ms, 0, n)
+            entries[sid] = (_compress(_pack(idx, starts, aggs)), idx[0], idx[-1], len(idx))
+    return _encode(t0, res_ms, n, entries)
+
+
+def decode_chunk(data: bytes, only: Collection[int] | None = None) -> dict[int, dict[int, Agg]]:
+    """Series id -> bucket start -> aggregate, only the series in ``only`` if given.
+
+    Raises ``ChunkError`` and nothing else for any bytes; each series read decompresses one blob.
+    """
+    chunk = _Chunk(data)
+    sids = chunk.where if only is None else [sid for sid in only if sid in chunk.where]
+    out = {}
+    try:
+        for sid in sids:
+            e = chunk.entry(sid)
+            out[sid] = _unpack(chunk.fields(e), chunk.t0, chunk.res_ms, e[1], e[2])
+    except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
+        raise _corrupt(exc) from None
+    return out
+
+
+def chunk_replace(  # noqa: PLR0917 - the storage engine calls it positionally
+    data: bytes | None,
+    t0: int,
+    res_ms: int,
+    n: int,
+    start: int,
+    end: int,
+    series: Mapping[int, Mapping[int, Agg]],
+) -> bytes:
+    """The chunk with every bucket in ``[start, end)`` replaced by the buckets of ``series``.
+
+    A series with buckets in the range but none in ``series`` loses them; buckets outside the range
+    stay, and a series with no bucket in the range keeps its blob as it is. ``data`` None is an
+    empty chunk. ``ChunkError`` for corrupt ``data`` or ``data`` of another geometry; ``ValueError``
+    for a bucket of ``series`` outside the range.
+    """
+    _check_geometry(t0, res_ms, n)
+    lo = max(0, min(n, -((t0 - start) // res_ms)))  # the first index whose bucket starts at or after start
+    hi = max(lo, min(n, -((t0 - end) // res_ms)))
+    chunk = _Chunk(data) if data is not None else None
+    entries: dict[int, Entry] = {}
+    if chunk is not None:
+        if (chunk.t0, chunk.res_ms, chunk.n) != (t0, res_ms, n):
+            raise ChunkError(
+                f"the chunk holds {chunk.n} buckets of {chunk.res_ms} ms from {chunk.t0}, "
+                f"not {n} of {res_ms} ms from {t0}"
+            )
+        entries = {sid: chunk.entry(sid) for sid in chunk.where}
+    for sid in series.keys() | entries.keys():
+        new_idx, starts, aggs = _given(series.get(sid) or {}, t0, res_ms, lo, hi)
+        old = entries.pop(sid, None)
+        if old is None or chunk is None or (lo <= old[1] and old[2] < hi):  # no old bucket stays
+            if new_idx:
+                blob = _compress(_pack(new_idx, starts, aggs))
+                entries[sid] = (blob, new_idx[0], new_idx[-1], len(new_idx))
+            continue
+        if not new_idx and (old[2] < lo or old[1] >= hi):
+            entries[sid] = old  # nothing of this series in the range: its blob stays as it is
+            continue
+        m = old[3]
+        try:
+            fields = chunk.fields(old)
+            idx = _index(fields, old[1], old[2]) if old[1] < hi and old[2] >= lo else []
+        except (IndexError, ValueError, OverflowError) as exc:
+            raise _corrupt(exc) from None
+        if idx:
+            a, b = bisect_left(idx, lo), bisect_left(idx, hi)
+            before, after = (idx[a - 1] if a else -1), (idx[b] if b < m else -1)
+        elif old[2] < lo:  # all of it before the range: the new buckets are appended
+            a, b, before, after = m, m, old[2], -1
+        else:  # all of it after the range
+            a, b, before, after = 0, 0, -1, old[1]
+        added = _pack(new_idx, starts, aggs, before) if new_idx else [b""] * FIELDS
+        tail = _deltas([after], new_idx[-1] if new_idx else before) if after >= 0 else b""
+        merged = [b"".join((fields[0][: 4 * a], added[0], tail, fields[0][4 * b + 4 :]))]
+        merged += [
+            b"".join((f[: w * a], x, f[w * b :])) for f, x, w in zip(fields[1:], added[1:], _WIDTHS[1:])
+        ]
+        first = old[1] if a else (new_idx[0] if new_idx else after)
+        last = old[2] if b < m else (new_idx[-1] if new_idx else before)
+        entries[sid] = (_compress(merged), first, last, m - (b - a) + len(new_idx))
+    return _encode(t0, res_ms, n, entries)

@@ -1,0 +1,274 @@
+"""``edgewatch aggregator``: the app factory, its resources, and the process around it.
+
+``make_app(config)`` builds the aiohttp application; each resource (the store, the maintenance
+task) is one cleanup context, torn down in reverse order, so a shutdown stops taking requests,
+lets in-flight pushes finish, commits what the writer holds, and closes the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edgewatch.protocol.settings import ConfigError
+
+from . import api, ingest, keys
+from .config import DEFAULT_PATH, AggregatorConfig, load
+from .metrics import Registry
+from .store import Store
+
+log = logging.getLogger("edgewatch.aggregator")
+STORE = web.AppKey("store", Store)
+
+
+async def _maintenance(app: web.Application, config: AggregatorConfig, wall: Callable[[], float]) -> None:
+    interval = float(config["storage.compact_interval"])
+    retention_every = float(config["storage.retention_interval"])
+    last_retention = 0.0
+    store = app[STORE]
+    while True:
+        await asyncio.sleep(interval)
+        now = wall()
+        due = now - last_retention >= retention_every
+        try:
+            report = await store.maintain(int(now * 1000), config.retention if due else None)
+        except Exception:
+            log.exception("maintenance failed; retrying at the next interval")
+            continue
+        if due:
+            last_retention = now
+        if report.compacted_windows or report.deleted:
+            log.info(
+                "maintenance windows=%d rows=%d merged=%d deleted=%d vacuumed=%d",
+                report.compacted_windows,
+                report.compacted_rows,
+                report.merged_rows,
+                report.deleted,
+                report.vacuumed_pages,
+            )
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Errors as a JSON body, also for aiohttp's own 404 / 405 / 413 and for bugs (500)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = {
+            404: "there is no such endpoint; see docs/api.md",
+            405: f"{request.method} is not allowed here; see docs/api.md",
+            413: "the request body is too large",
+        }.get(exc.status, exc.reason)
+        return web.json_response({"error": message}, status=exc.status)
+    except Exception:
+        log.exception("handler failed path=%s", request.path)
+        return web.json_response({"error": "the aggregator hit an internal error; see its log"}, status=500)
+
+
+def make_app(
+    config: AggregatorConfig, *, wall: Callable[[], float] = time.time, maintenance: bool = True
+) -> web.Application:
+    app = web.Application(
+        client_max_size=int(config["ingest.max_frame_bytes"]) + 1024, middlewares=[json_errors]
+    )
+    registry = Registry()
+
+    async def storage(app: web.Application) -> AsyncIterator[None]:
+        data_dir = config.data_dir
+        store = Store(
+            data_dir,
+            synchronous=config["storage.synchronous"],
+            commit_delay=float(config["storage.commit_delay"]),
+            max_queue=int(config["storage.queue_frames"]),
+        )
+        key = keys.load_or_create(data_dir)
+        app[STORE] = store
+        app[ingest.INGEST] = ingest.Ingest(
+            store=store,
+            registry=registry,
+            max_frame_bytes=int(config["ingest.max_frame_bytes"]),
+            max_inflight=int(config["ingest.max_inflight"]),
+            max_future_ms=int(config["ingest.max_future"] * 1000),
+            retention_raw_ms=int(config.retention["raw"] * 1000),
+            public_key=keys.public_b64(key),
+            wall=wall,
+        )
+        registry.gauge(
+            "edgewatch_storage_bytes",
+            "Bytes of the database file and its write-ahead log.",
+            lambda: {(("file", k),): float(v) for k, v in store.storage_bytes().items()},
+        )
+        registry.gauge(
+            "edgewatch_storage_queue_frames",
+            "Writes waiting for the writer.",
+            lambda: {(): store.writer.backlog},
+        )
+        registry.gauge(
+            "edgewatch_storage_commits_total",
+            "Transactions committed.",
+            lambda: {(): float(store.writer.commits)},
+        )
+        registry.gauge(
+            "edgewatch_storage_commit_seconds_total",
+            "Time spent writing and committing.",
+            lambda: {(): store.writer.commit_seconds},
+        )
+        log.info("storage open path=%s", store.path)
+        yield
+        store.close()
+        log.info("storage closed")
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_maintenance(app, config, wall)) if maintenance else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(storage)
+    app.cleanup_ctx.append(background)
+    app[api.API] = api.Api(
+        retention_s=config.retention,
+        down_after=int(config["hosts.down_after"]),
+        metrics_public=bool(config["metrics.public"]),
+        wall=wall,
+    )
+    add_routes(app)
+    return app
+
+
+ROUTES: tuple[tuple[str, str, Any], ...] = (
+    ("POST", "/api/v1/push", ingest.push),
+    ("POST", "/api/v1/enroll", ingest.enroll),
+    ("GET", "/api/v1/hosts", api.hosts),
+    ("GET", "/api/v1/hosts/{host}", api.host),
+    ("GET", "/api/v1/hosts/{host}/series", api.host_series),
+    ("GET", "/api/v1/hosts/{host}/events", api.events),
+    ("GET", "/api/v1/query", api.range_),
+    ("GET", "/api/v1/summary", api.summary_),
+    ("GET", "/api/v1/patterns", api.patterns_),
+    ("GET", "/api/v1/export", api.export),
+    ("GET", "/metrics", api.metrics),
+    ("GET", "/healthz", api.healthz),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += " " + self.formatException(record.exc_info).replace("\n", " | ")
+        if self.as_json:
+            return json.dumps({"level": record.levelname.lower(), "logger": record.name, "msg": message})
+        return f"level={record.levelname.lower()} logger={record.name} {message}"
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(fmt == "json"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve(config: AggregatorConfig, *, ready: Callable[[str], None] | None = None) -> None:
+    """Run until SIGINT or SIGTERM; then finish in-flight requests and commits."""
+    app = make_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
+    await runner.setup()
+    host, port = config.listen()
+    context = None
+    if config["tls_cert"]:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config["tls_cert"], config["tls_key"])
+    site = web.TCPSite(runner, host, port, ssl_context=context, backlog=1024)
+    await site.start()
+    url = f"{'https' if context else 'http'}://{host}:{port}"
+    log.info("serving url=%s", url)
+    if ready is not None:
+        ready(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+
+
+def run(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="edgewatch aggregator",
+        description="Run the aggregator: ingest, storage, query API (settings: docs/aggregator.md).",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"TOML config file (default {DEFAULT_PATH} if present)"
+    )
+    parser.add_argument("--data-dir", help="where the database and keys live (data_dir)")
+    parser.add_argument("--listen", help="HOST:PORT to serve on (listen)")
+    parser.add_argument("--tls-cert", help="PEM certificate for HTTPS (tls_cert)")
+    parser.add_argument("--tls-key", help="PEM key for HTTPS (tls_key)")
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the configuration, print it and exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = load(
+            args.config if args.config is not None else DEFAULT_PATH,
+            overrides={
+                "data_dir": args.data_dir,
+                "listen": args.listen,
+                "tls_cert": args.tls_cert,
+                "tls_key": args.tls_key,
+            },
+        )
+    except ConfigError as exc:
+        print(f"edgewatch aggregator: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(json.dumps(config.values, indent=2, sort_keys=True))
+        return 0
+    setup_logging(config["log_level"], config["log_format"])
+    try:
+        run(serve(config))
+    except OSError as exc:
+        print(
+            f"edgewatch aggregator: cannot serve on {config['listen']}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

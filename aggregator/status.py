@@ -1,0 +1,96 @@
+"""What the aggregator knows of each host right now: last seen, interval, headline values, status.
+
+Updated from every stored frame (on the event loop, after the commit). Status is ``down`` when the
+host missed ``down_after`` push intervals, else ``critical`` / ``warning`` from the headline values
+against the default thresholds (CPU 80 / 95 %, memory 85 / 95 %, disk 80 / 90 %), else ``up``.
+Once alert rules exist, their firing alerts decide warning and critical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgewatch.protocol import Batch
+
+THRESHOLDS = {"cpu": (80.0, 95.0), "memory": (85.0, 95.0), "disk": (80.0, 90.0)}
+DEFAULT_INTERVAL_MS = 10_000
+_RATE_NAMES = {
+    "node_network_receive_bytes_total": "net_rx",
+    "node_network_transmit_bytes_total": "net_tx",
+}
+
+
+@dataclass
+class HostState:
+    name: str
+    last_seen_ms: int | None = None
+    interval_ms: int | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (ts, summed value)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def update(self, batch: Batch) -> None:
+        if not batch.timestamps:
+            return
+        if batch.host:
+            self.facts = dict(batch.host)
+        last = batch.timestamps[-1]
+        if len(batch.timestamps) >= 2:
+            self.interval_ms = batch.timestamps[-1] - batch.timestamps[-2]
+        elif self.last_seen_ms is not None and 0 < last - self.last_seen_ms < 3_600_000:
+            self.interval_ms = last - self.last_seen_ms
+        if self.last_seen_ms is not None and last < self.last_seen_ms:
+            return  # back-log: the headline values stay those of the newest frame
+        self.last_seen_ms = last
+        disk = None
+        sums: dict[str, float] = {}
+        for s, col in zip(batch.series, batch.values):
+            v = col[-1]
+            if v is None:
+                continue
+            name = s.name
+            if name == "edgewatch_cpu_usage_percent" and dict(s.labels).get("cpu") == "all":
+                self.values["cpu"] = float(v)
+            elif name == "edgewatch_memory_used_percent":
+                self.values["memory"] = float(v)
+            elif name == "edgewatch_filesystem_used_percent":
+                disk = max(disk or 0.0, float(v))
+            elif name == "node_load1":
+                self.values["load1"] = float(v)
+            elif name in _RATE_NAMES:
+                sums[name] = sums.get(name, 0.0) + float(v)
+        if disk is not None:
+            self.values["disk"] = disk
+        for name, total in sums.items():
+            prev = self.counters.get(name)
+            if prev is not None and last > prev[0] and total >= prev[1]:
+                self.values[_RATE_NAMES[name]] = (total - prev[1]) * 1000.0 / (last - prev[0])
+            self.counters[name] = (last, total)
+
+    def status(self, now_ms: int, down_after: int) -> str:
+        if self.last_seen_ms is None:
+            return "down"
+        interval = self.interval_ms or DEFAULT_INTERVAL_MS
+        if now_ms - self.last_seen_ms > down_after * interval + 5_000:
+            return "down"
+        level = "up"
+        for key, (warn, crit) in THRESHOLDS.items():
+            v = self.values.get(key)
+            if v is None:
+                continue
+            if v >= crit:
+                return "critical"
+            if v >= warn:
+                level = "warning"
+        return level
+
+    def to_json(self, now_ms: int, down_after: int) -> dict[str, Any]:
+        return {
+            "host": self.name,
+            "status": self.status(now_ms, down_after),
+            "last_seen": self.last_seen_ms,
+            "interval_ms": self.interval_ms,
+            "values": dict(self.values),
+            "facts": self.facts,
+        }

@@ -1,0 +1,125 @@
+"""The storage engine as one object: the writer, the readers, the in-memory catalogs, maintenance.
+
+``Store.open(data_dir)`` migrates the database and starts the writer thread; ``maintain(now_ms)``
+compacts closed windows, merges rollup rows and applies retention (the server calls it on a timer,
+tests call it with their own clock); ``close()`` lets queued writes commit and is safe twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from .catalog import Acked, SeriesIds
+from .compaction import CompactJob, MergeRollupsJob, RetentionJob, merge_candidates, vacuum_some
+from .db import DB_NAME, Readers, open_writer
+from .schema import BLOCK_MS
+from .writer import Writer
+
+log = logging.getLogger("edgewatch.aggregator.store")
+T = TypeVar("T")
+GRACE_MS = 30_000  # a window is compacted this long after it ends, when late frames are unlikely
+
+
+@dataclass
+class CallJob(Generic[T]):
+    """A writer job that runs ``fn(conn)`` and answers its result."""
+
+    fn: Callable[[sqlite3.Connection], T]
+
+    def apply(self, conn: sqlite3.Connection) -> T:
+        return self.fn(conn)
+
+    def committed(self) -> None:
+        pass
+
+    def aborted(self) -> None:
+        pass
+
+
+@dataclass
+class MaintenanceReport:
+    compacted_windows: int = 0
+    compacted_rows: int = 0
+    merged_rows: int = 0
+    deleted: int = 0
+    vacuumed_pages: int = 0
+
+
+class Store:
+    def __init__(
+        self, data_dir: Path, *, synchronous: str = "full", commit_delay: float = 0.005, max_queue: int = 5000
+    ) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir = data_dir
+        self.path = data_dir / DB_NAME
+        conn = open_writer(self.path, synchronous)
+        os.chmod(self.path, 0o600)
+        self.series = SeriesIds()
+        self.series.load(conn)
+        self.acked = Acked()
+        self.writer = Writer(conn, commit_delay=commit_delay, max_queue=max_queue)
+        self.readers = Readers(self.path)
+        self._closed = False
+        self.last_report = MaintenanceReport()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.writer.close()
+        self.readers.close()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        result: T = await self.writer.submit(CallJob(fn))
+        return result
+
+    async def maintain(
+        self, now_ms: int, retention_s: Mapping[str, float] | None = None
+    ) -> MaintenanceReport:
+        """Compact every window closed by ``now_ms``, merge rollup rows, apply retention."""
+        report = MaintenanceReport()
+        windows = await self.readers.run(
+            lambda conn: conn.execute(
+                "SELECT DISTINCT host, win FROM recent WHERE win + ? <= ? ORDER BY win",
+                (BLOCK_MS + GRACE_MS, now_ms),
+            ).fetchall()
+        )
+        for host, win in windows:
+            rows = await self._submit_wait(CompactJob(host, win, self.series))
+            report.compacted_windows += 1
+            report.compacted_rows += rows
+        candidates = await self.readers.run(lambda conn: merge_candidates(conn, now_ms))
+        for tier, host, chunk in candidates:
+            report.merged_rows += await self._submit_wait(MergeRollupsJob(tier, host, chunk))
+        if retention_s is not None:
+            report.deleted = await self._submit_wait(RetentionJob(now_ms, retention_s))
+            report.vacuumed_pages = await self._submit_wait(CallJob(vacuum_some))
+        self.last_report = report
+        return report
+
+    async def _submit_wait(self, job: Any) -> Any:
+        """Submit a maintenance job, waiting for room in the queue rather than failing."""
+        from .writer import Overloaded
+
+        while True:
+            try:
+                return await self.writer.submit(job)
+            except Overloaded:
+                await asyncio.sleep(0.05)
+
+    def storage_bytes(self) -> dict[str, int]:
+        """Bytes on disk: the database file and its WAL."""
+        out = {}
+        for suffix in ("", "-wal"):
+            try:
+                out["db" + suffix.replace("-", "_")] = (self.data_dir / (DB_NAME + suffix)).stat().st_size
+            except FileNotFoundError:
+                out["db" + suffix.replace("-", "_")] = 0
+        return out

@@ -1,0 +1,322 @@
+"""Rollup algebra: every tier agrees with rolling up the raw samples; chunks keep what they hold."""
+
+from __future__ import annotations
+
+import math
+import struct
+from contextlib import suppress
+from functools import reduce
+from itertools import pairwise
+
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgewatch.aggregator import rollup as R
+from edgewatch.aggregator.rollup import (
+    Agg,
+    ChunkError,
+    chunk_replace,
+    decode_chunk,
+    encode_chunk,
+    merge,
+    merge_maps,
+    rates,
+    rebucket,
+    rollup,
+)
+from edgewatch.protocol import Value
+
+MINUTE, FIVE, HOUR = 60_000, 300_000, 3_600_000
+T0 = 1_760_000_400_000 - 1_760_000_400_000 % (6 * HOUR)
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [-0.0, math.nan, -math.nan, math.inf, -math.inf, 5e-324]
+)
+# Integer-valued floats and ints below 2**40: every sum of a few thousand of them is exact, so sums
+# of any split of the samples agree to the bit, and the properties can ask for equality.
+EXACT_VALUE = st.integers(-(1 << 40), 1 << 40) | st.integers(-(1 << 40), 1 << 40).map(float)
+
+
+@st.composite
+def series(
+    draw: st.DrawFn, value: st.SearchStrategy[Value] = EXACT_VALUE, span: int = 3 * HOUR
+) -> tuple[list[int], list[Value]]:
+    """Samples of one series: increasing timestamps over a few hours, some gaps, NaN and infinities."""
+    start = draw(st.integers(-(10**13), 10**13))
+    ts = sorted(draw(st.sets(st.integers(start, start + span), max_size=60)))
+    odd = st.none() | st.sampled_from([math.nan, math.inf, -math.inf])
+    values = draw(st.lists(value | odd, min_size=len(ts), max_size=len(ts)))
+    return ts, values
+
+
+def split(draw: st.DrawFn, ts: list[int], values: list[Value]) -> list[tuple[list[int], list[Value]]]:
+    """The samples in parts: cut at random points, or (late data) each sample in a random part."""
+    if draw(st.booleans()):
+        bounds = [0, *sorted(draw(st.sets(st.integers(0, len(ts)), max_size=4))), len(ts)]
+        return [(ts[a:b], values[a:b]) for a, b in pairwise(bounds)]
+    owner = draw(st.lists(st.integers(0, 3), min_size=len(ts), max_size=len(ts)))
+    return [
+        ([t for t, o in zip(ts, owner) if o == part], [v for v, o in zip(values, owner) if o == part])
+        for part in range(4)
+    ]
+
+
+def close(a: dict[int, Agg], b: dict[int, Agg]) -> bool:
+    """Equal, but for ``sum``, which float rounding lets differ in its last bits."""
+    if a.keys() != b.keys():
+        return False
+    for k, x in a.items():
+        y = b[k]
+        if (x.count, x.min, x.max, x.last, x.last_ts) != (y.count, y.min, y.max, y.last, y.last_ts):
+            return False
+        if not math.isclose(x.sum, y.sum, rel_tol=1e-9, abs_tol=1e-6):
+            return False
+    return True
+
+
+# --- the algebra ---------------------------------------------------------------------------------
+
+AGGS = st.builds(
+    lambda c, a, b, s, ts: Agg(c, min(a, b), max(a, b), s, a, ts),
+    st.integers(1, 1000),
+    EXACT_VALUE.map(float),
+    EXACT_VALUE.map(float),
+    EXACT_VALUE.map(float),
+    st.integers(0, 10),
+)
+
+
+@given(AGGS, AGGS, AGGS)
+def test_merge_is_associative_and_commutative(a: Agg, b: Agg, c: Agg) -> None:
+    assert merge(a, b) == merge(b, a)
+    assert merge(merge(a, b), c) == merge(a, merge(b, c))
+
+
+def test_merge_takes_the_later_last_and_the_larger_on_a_tie() -> None:
+    a = Agg(2, 1.0, 5.0, 6.0, 5.0, 100)
+    b = Agg(1, 3.0, 3.0, 3.0, 3.0, 200)
+    assert merge(a, b) == merge(b, a) == Agg(3, 1.0, 5.0, 9.0, 3.0, 200)
+    c = Agg(1, 4.0, 4.0, 4.0, 4.0, 200)
+    assert merge(b, c).last == merge(c, b).last == 4.0
+
+
+@given(st.data())
+def test_merging_parts_equals_rolling_up_at_once(data: st.DataObject) -> None:
+    ts, values = data.draw(series())
+    parts = split(data.draw, ts, values)
+    for res in (MINUTE, FIVE, HOUR):
+        rolled = [rollup(t, v, res) for t, v in parts]
+        assert reduce(merge_maps, rolled, {}) == rollup(ts, values, res)
+        assert reduce(merge_maps, reversed(rolled), {}) == rollup(ts, values, res)
+
+
+@given(st.data())
+def test_merging_parts_of_any_floats_agrees_but_for_sum_rounding(data: st.DataObject) -> None:
+    ts, values = data.draw(series(st.floats(-1e6, 1e6) | st.integers(-(10**6), 10**6)))
+    parts = split(data.draw, ts, values)
+    merged = reduce(merge_maps, (rollup(t, v, MINUTE) for t, v in parts), {})
+    assert close(merged, rollup(ts, values, MINUTE))
+
+
+@given(series())
+def test_every_tier_agrees_with_the_raw_samples(sample: tuple[list[int], list[Value]]) -> None:
+    ts, values = sample
+    m1 = rollup(ts, values, MINUTE)
+    m5 = rebucket(m1, FIVE)
+    assert m5 == rollup(ts, values, FIVE)
+    assert rebucket(m1, HOUR) == rebucket(m5, HOUR) == rollup(ts, values, HOUR)
+
+
+@given(series(st.floats(-1e6, 1e6)))
+def test_tiers_of_any_floats_agree_but_for_sum_rounding(sample: tuple[list[int], list[Value]]) -> None:
+    ts, values = sample
+    assert close(rebucket(rollup(ts, values, MINUTE), HOUR), rollup(ts, values, HOUR))
+
+
+def test_rollup_keeps_finite_values_only() -> None:
+    ts = [0, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 61_000]
+    values: list[Value] = [3, None, math.nan, -0.0, math.inf, 7.5, 2, -math.inf]
+    buckets = rollup(ts, values, MINUTE)
+    assert buckets == {0: Agg(3, 0.0, 7.5, 10.5, 7.5, 50_000), 60_000: Agg(1, 2.0, 2.0, 2.0, 2.0, 60_000)}
+    assert math.copysign(1.0, buckets[0].min) == 1.0  # -0.0 became 0.0
+    assert rollup([-1], [1], MINUTE) == {-MINUTE: Agg(1, 1.0, 1.0, 1.0, 1.0, -1)}
+    with pytest.raises(ValueError, match="positive"):
+        rollup([1], [1], 0)
+
+
+def test_rates_per_second_with_resets_and_gaps() -> None:
+    ts = [0, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 70_000]
+    values: list[Value] = [100, 150, 30, None, 50, 80.5, math.nan, 90, 95]
+    assert rates(ts, values) == ([10_000, 20_000, 50_000], [5.0, 3.0, 3.05])
+    assert rates([], []) == ([], [])
+
+
+# --- chunks --------------------------------------------------------------------------------------
+
+
+def agg_bits(a: Agg) -> tuple[int, bytes, int]:
+    return a.count, struct.pack("<4d", a.min, a.max, a.sum, a.last), a.last_ts
+
+
+def chunk_bits(chunk: dict[int, dict[int, Agg]]) -> dict[int, dict[int, tuple[int, bytes, int]]]:
+    return {sid: {k: agg_bits(a) for k, a in b.items()} for sid, b in chunk.items()}
+
+
+@st.composite
+def chunks(draw: st.DrawFn) -> tuple[int, int, int, dict[int, dict[int, Agg]]]:
+    res = draw(st.sampled_from([1, 1000, MINUTE, FIVE, HOUR]))
+    n = draw(st.integers(1, 400))
+    t0 = draw(st.integers(-(10**15), 10**15))
+    out: dict[int, dict[int, Agg]] = {}
+    for sid in draw(st.sets(st.integers(-(1 << 63), (1 << 63) - 1), max_size=5)):
+        idx = draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=30))
+        buckets = {}
+        for i in idx:
+            start = t0 + i * res
+            lts = start + draw(st.integers(0, res - 1) | st.integers(-(1 << 40), 1 << 40))
+            fields = draw(st.tuples(ANY_FLOAT, ANY_FLOAT, ANY_FLOAT, ANY_FLOAT))
+            buckets[start] = Agg(draw(st.integers(1, (1 << 32) - 1)), *fields, lts)
+        out[sid] = buckets
+    return t0, res, n, out
+
+
+@given(chunks())
+def test_chunk_round_trip_is_exact(chunk: tuple[int, int, int, dict[int, dict[int, Agg]]]) -> None:
+    t0, res, n, series_ = chunk
+    data = encode_chunk(t0, res, n, series_)
+    assert chunk_bits(decode_chunk(data)) == chunk_bits(series_)
+    for sid in series_:
+        assert chunk_bits(decode_chunk(data, {sid, 12345})) == chunk_bits({sid: series_[sid]})
+
+
+@given(chunks(), st.data())
+def test_chunk_replace_replaces_the_range_and_keeps_the_rest(
+    chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], data: st.DataObject
+) -> None:
+    t0, res, n, old = chunk
+    start = data.draw(st.integers(t0 - 3 * res, t0 + (n + 2) * res))
+    end = data.draw(st.integers(start, t0 + (n + 3) * res))
+    inside = [t0 + i * res for i in range(n) if start <= t0 + i * res < end]
+    new: dict[int, dict[int, Agg]] = {}
+    for sid in data.draw(st.sets(st.sampled_from([*old, 1, 2]), max_size=4)):
+        picked = data.draw(st.sets(st.sampled_from(inside), max_size=10)) if inside else set()
+        new[sid] = {k: Agg(sid % 7 + 1, 1.0, 2.0, float(k), 2.0, k) for k in picked}
+    expected: dict[int, dict[int, Agg]] = {}
+    for sid in old.keys() | new.keys():
+        kept = {k: a for k, a in old.get(sid, {}).items() if not start <= k < end}
+        if merged := {**kept, **new.get(sid, {})}:
+            expected[sid] = merged
+    after = decode_chunk(chunk_replace(encode_chunk(t0, res, n, old), t0, res, n, start, end, new))
+    assert chunk_bits(after) == chunk_bits(expected)
+    fresh = decode_chunk(chunk_replace(None, t0, res, n, start, end, new))
+    assert chunk_bits(fresh) == chunk_bits({sid: b for sid, b in new.items() if b})
+
+
+def test_chunk_replace_example() -> None:
+    a = {T0: Agg(6, 1.0, 3.0, 12.0, 2.0, T0 + 50_000), T0 + MINUTE: Agg(6, 2.0, 2.0, 12.0, 2.0, T0 + 110_000)}
+    b = {T0 + 5 * MINUTE: Agg(1, 9.0, 9.0, 9.0, 9.0, T0 + 5 * MINUTE)}
+    data = encode_chunk(T0, MINUTE, 360, {1: a, 2: b})
+    replaced = chunk_replace(
+        data, T0, MINUTE, 360, T0 + MINUTE, T0 + 6 * MINUTE, {1: {T0 + 2 * MINUTE: a[T0]}}
+    )
+    assert decode_chunk(replaced) == {1: {T0: a[T0], T0 + 2 * MINUTE: a[T0]}}
+    emptied = chunk_replace(replaced, T0, MINUTE, 360, T0, T0 + HOUR, {})
+    assert decode_chunk(emptied) == {}
+    with pytest.raises(ValueError, match="buckets"):  # a bucket outside the replaced range
+        chunk_replace(data, T0, MINUTE, 360, T0, T0 + MINUTE, {1: {T0 + MINUTE: a[T0]}})
+    with pytest.raises(ChunkError, match="holds"):  # a row whose chunk is of another geometry
+        chunk_replace(data, T0, MINUTE, 720, T0, T0 + MINUTE, {})
+
+
+@pytest.mark.parametrize(
+    ("buckets", "match"),
+    [
+        ({T0 + 1: Agg(1, 1.0, 1.0, 1.0, 1.0, T0 + 1)}, "not all buckets"),  # not on a bucket start
+        ({T0 + 360 * MINUTE: Agg(1, 1.0, 1.0, 1.0, 1.0, T0)}, "not all buckets"),  # past the chunk
+        ({T0 - MINUTE: Agg(1, 1.0, 1.0, 1.0, 1.0, T0)}, "not all buckets"),  # before it
+        ({T0: Agg(0, 1.0, 1.0, 1.0, 1.0, T0)}, "count 0"),  # empty buckets are not stored
+        ({T0: Agg(1 << 32, 1.0, 1.0, 1.0, 1.0, T0)}, "range"),
+        ({T0: Agg(1, "1", 1.0, 1.0, 1.0, T0)}, "type"),  # type: ignore[arg-type]
+    ],
+)
+def test_encode_chunk_refuses_buckets_it_cannot_hold(buckets: dict[int, Agg], match: str) -> None:
+    with pytest.raises(ValueError, match=match) as info:
+        encode_chunk(T0, MINUTE, 360, {1: buckets})
+    assert not isinstance(info.value, ChunkError)
+
+
+# --- hostile bytes -------------------------------------------------------------------------------
+
+
+def decodes_or_refuses(data: bytes) -> None:
+    try:
+        decoded = decode_chunk(data)
+    except ChunkError:
+        pass
+    else:
+        assert all(a.count >= 1 for b in decoded.values() for a in b.values())
+    with suppress(ChunkError):
+        chunk_replace(data, T0, MINUTE, 360, T0, T0 + HOUR, {})
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_chunk_error_only(data: bytes) -> None:
+    decodes_or_refuses(data)
+    decodes_or_refuses(bytes((R.FORMAT,)) + data)
+
+
+@given(chunks(), st.data())
+def test_mutated_chunks_raise_chunk_error_only(
+    chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], data: st.DataObject
+) -> None:
+    mutated = bytearray(encode_chunk(*chunk))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(mutated) - 1))
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip":
+            mutated[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            del mutated[max(1, at) :]
+        else:
+            mutated[at:at] = data.draw(st.binary(min_size=1, max_size=9))
+    decodes_or_refuses(bytes(mutated))
+
+
+@given(chunks(), st.data())
+def test_mutated_series_bodies_raise_chunk_error_only(
+    chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], data: st.DataObject
+) -> None:
+    """Past the zstd checksum: a well-framed series body with wrong bucket indices or counts."""
+    raw = encode_chunk(*chunk)
+    c = struct.unpack_from("<I", raw, 21)[0]
+    if not c:
+        return
+    lens = struct.unpack_from(f"<{c}I", raw, 25 + 8 * c)
+    start = 25 + 24 * c + sum(lens[:-1])
+    body = bytearray(zstandard.ZstdDecompressor().decompress(raw[start:]))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(body) - 1))
+        body[at] = data.draw(st.sampled_from([0, 1, 255, body[at] ^ 1]))
+    decodes_or_refuses(raw[:start] + zstandard.ZstdCompressor(write_content_size=True).compress(bytes(body)))
+
+
+def test_a_one_series_read_decompresses_only_that_series() -> None:
+    a = {T0: Agg(1, 1.0, 1.0, 1.0, 1.0, T0)}
+    data = bytearray(encode_chunk(T0, MINUTE, 360, {1: a, 2: a}))
+    data[-3] ^= 0xFF  # inside the zstd frame of series 2 (the last)
+    assert decode_chunk(bytes(data), {1}) == {1: a}
+    with pytest.raises(ChunkError):
+        decode_chunk(bytes(data))
+
+
+def test_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = {T0 + i * MINUTE: Agg(1, 1.0, 1.0, 1.0, 1.0, T0) for i in range(10)}
+    data = encode_chunk(T0, MINUTE, 360, {1: a, 2: a})
+    monkeypatch.setattr(R, "MAX_DECODED", 15 * R.BUCKET_BYTES)
+    with pytest.raises(ChunkError, match="size"):
+        decode_chunk(data)
+    with pytest.raises(ValueError, match="smaller chunks"):
+        encode_chunk(T0, MINUTE, 360, {1: a, 2: a})
+    with pytest.raises(ValueError, match="out of range"):
+        encode_chunk(T0, MINUTE, R.MAX_BUCKETS + 1, {})

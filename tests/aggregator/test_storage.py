@@ -1,0 +1,154 @@
+"""Storage through the real app: compaction, every tier exactly once after back-fill, retention, queries."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+from .conftest import SERIES, T0, batch, harness
+
+HOUR = 3_600_000
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def _load(points: list[list[float]]) -> tuple[int, float]:
+    return sum(int(p[4]) for p in points), sum(p[2] * p[4] for p in points)
+
+
+def test_outage_back_fill_lands_in_every_tier_exactly_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path, now_ms=T0 + HOUR + 120_000) as h:
+            await h.add_agent("web-1")
+            token = await h.api_token()
+            times = [T0 + i * 10_000 for i in range(360)]
+            gap = [t for t in times if T0 + 20 * 60_000 <= t < T0 + 40 * 60_000]
+            live = [t for t in times if t not in gap]
+            seq = 100
+            for t in live:  # one sample per frame, as the default agent sends
+                seq += 1
+                assert (await h.push(batch("web-1", seq, [t])))[0] == 200
+            report = await h.store.maintain(h.clock.ms)
+            assert report.compacted_windows == 4  # the windows without a sample stay empty
+            # the back-log comes after the outage: key frames of 30 samples, one sent twice
+            for i in range(0, len(gap), 30):
+                seq_b = 10 + i
+                b = batch("web-1", seq_b, gap[i : i + 30])
+                assert (await h.push(b))[0] == 200
+                assert (await h.push(b))[0] == 200
+            before = h.sql("SELECT count(*) FROM recent")[0][0]
+            assert before == 4  # 120 back-filled samples in 4 frames over 2 windows
+            await h.store.maintain(h.clock.ms)
+            assert h.sql("SELECT count(*) FROM recent") == [(0,)]
+            assert h.sql("SELECT count(*), sum(samples) FROM raw_blocks") == [(6, 360 * 3)]
+
+            raw_sum = sum(round(0.5 + ((t - T0) // 10_000 % 7) / 10, 2) for t in times)
+            answers = {}
+            for tier in ("raw", "1m", "5m", "1h"):
+                status, body = await h.get(
+                    "/api/v1/query",
+                    token,
+                    host="web-1",
+                    name="node_load1",
+                    start=T0,
+                    end=T0 + HOUR,
+                    tier=tier,
+                )
+                assert status == 200, body
+                assert body["tier"] == tier
+                count, total = _load(body["series"][0]["points"])
+                assert count == 360, tier
+                assert math.isclose(total, raw_sum, rel_tol=1e-9), tier
+                pts = body["series"][0]["points"]
+                answers[tier] = (min(p[1] for p in pts), max(p[3] for p in pts))
+            assert len(set(answers.values())) == 1, answers  # every tier agrees on min and max
+            # a counter answers rates: 1000 per 10 s is 100/s everywhere
+            status, body = await h.get(
+                "/api/v1/query", token, host="web-1", name=SERIES[2].name, start=T0, end=T0 + HOUR, tier="5m"
+            )
+            pts = body["series"][0]["points"]
+            assert all(math.isclose(p[2], 100.0) for p in pts)
+
+    run(scenario())
+
+
+def test_queries_include_frames_not_yet_compacted_and_pick_tiers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path, now_ms=T0 + 25 * HOUR) as h:
+            await h.add_agent("web-1")
+            token = await h.api_token()
+            # 25 hours of data in 1-hour key frames (the back-log of a long outage)
+            for i in range(25):
+                ts = [T0 + i * HOUR + k * 10_000 for k in range(360)]
+                assert (await h.push(batch("web-1", i + 1, ts)))[0] == 200
+            await h.store.maintain(T0 + 24 * HOUR + 60_000)  # the last hour stays recent
+            expected = {"-1h": "raw", "-24h": "1m", "-7d": "5m"}
+            for start, tier in expected.items():
+                status, body = await h.get(
+                    "/api/v1/query", token, host="web-1", name="node_load1", start=start
+                )
+                assert status == 200
+                assert body["tier"] == tier, (start, body.get("tier"))
+                points = body["series"][0]["points"]
+                assert points[-1][0] >= T0 + 24 * HOUR, start  # the recent hour is there
+            status, body = await h.get("/api/v1/query", token, host="web-1", name="node_load1", start="-30d")
+            assert body["tier"] == "1h"
+            status, body = await h.get(
+                "/api/v1/summary", token, host="web-1", name="node_load1", start="-24h"
+            )
+            assert status == 200
+            s = body["series"][0]["summary"]
+            assert s["min"] == 0.5
+            assert s["max"] == 1.1
+            assert s["samples"] > 8000
+            assert body["series"][0]["trend"]["direction"] == "stable"
+            status, body = await h.get(
+                "/api/v1/patterns", token, host="web-1", name="node_load1", tz="Europe/Berlin"
+            )
+            assert status == 200
+            assert len(body["series"][0]["patterns"]["hours"]) == 24
+            status, text = await h.get(
+                "/api/v1/export", token, host="web-1", name="node_load1", format="csv", start="-1h"
+            )
+            lines = text.strip().splitlines()
+            assert lines[0].startswith("host,name,labels,timestamp")
+            assert len(lines) == 361
+            status, body = await h.get(
+                "/api/v1/export", token, host="web-1", format="json", start="-1h", step="5m"
+            )
+            assert status == 200
+            assert len(body["series"]) == 3
+
+    run(scenario())
+
+
+def test_retention_deletes_whole_old_blocks_and_the_file_stops_growing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(
+            tmp_path,
+            now_ms=T0,
+            retention__raw="2h",
+            retention__1m="3h",
+            retention__5m="4h",
+            retention__1h="5h",
+        ) as h:
+            await h.add_agent("web-1")
+            sizes = []
+            for hour in range(12):
+                ts = [T0 + hour * HOUR + k * 10_000 for k in range(360)]
+                h.clock.ms = ts[-1] + 60_000
+                assert (await h.push(batch("web-1", hour + 1, ts)))[0] == 200
+                await h.store.maintain(h.clock.ms, h.retention)
+                sizes.append((h.data_dir / "edgewatch.db").stat().st_size)
+            now = h.clock.ms
+            oldest_raw = h.sql("SELECT min(t0) FROM raw_blocks")[0][0]
+            assert oldest_raw >= now - 2 * HOUR - 600_000
+            for tier, keep in ((1, 3), (2, 4), (3, 5)):
+                t1 = h.sql("SELECT min(t1) FROM rollups WHERE tier = ?", tier)[0][0]
+                assert t1 > now - keep * HOUR, tier
+            assert max(sizes[6:]) <= max(sizes[:6]) * 1.5, sizes  # steady state: pages are reused
+
+    run(scenario())
