@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,10 +34,11 @@ def edgewatch(
 
 
 class AggregatorProcess:
-    def __init__(self, tmp: Path, **settings: Any) -> None:
+    def __init__(self, tmp: Path, *, ca_file: Path | None = None, **settings: Any) -> None:
         self.data_dir = tmp / "aggregator"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
+        self.context = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.config = tmp / "aggregator.toml"
         self.log = tmp / "aggregator.log"
         lines = [f'listen = "127.0.0.1:{self.port}"', f'data_dir = "{self.data_dir}"']
@@ -60,7 +62,7 @@ class AggregatorProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the aggregator exited: {self.log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2, context=self.context) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -92,7 +94,7 @@ class AggregatorProcess:
 
     def get(self, path: str, token: str) -> Any:
         request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(request, timeout=30) as r:
+        with urllib.request.urlopen(request, timeout=30, context=self.context) as r:
             body = r.read()
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body.decode()
 

@@ -261,3 +261,25 @@ def test_an_outage_during_the_simulators_back_fill_lands_in_every_tier_exactly_o
                 assert len(maxs) == 1
     finally:
         agg.stop()
+
+
+def test_tls_serves_https_and_the_agent_enrolls_with_a_private_ca(tmp_path: Path) -> None:
+    import datetime
+
+    from tests.agent.localservers import self_signed
+
+    self_signed(tmp_path, datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30))
+    cert = tmp_path / "cert.pem"
+    agg = AggregatorProcess(tmp_path, ca_file=cert, tls_cert=str(cert), tls_key=str(tmp_path / "key.pem"))
+    agg.start()
+    enrollment = agg.admin("add-enrollment")
+    try:
+        state = tmp_path / "agent"
+        done = edgewatch(
+            *("enroll", agg.url, enrollment, "--state-dir", str(state)),
+            *("--ca-file", str(cert), "--name", "tls-host"),
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads((state / "identity.json").read_text())["agent_id"] == "tls-host"
+    finally:
+        agg.stop()
