@@ -1,0 +1,164 @@
+"""Reducers of alert rules: pure functions from raw samples to one number, or ``None``.
+
+A sample is ``(timestamp ms, value)``. Values that are ``None``, NaN or ±inf are left out, and samples
+need not be sorted. Every reducer returns ``None`` when there is not enough data to say anything:
+no sample at all, or for ``rate`` and ``predict`` fewer than two samples at distinct times, or for
+``zscore`` fewer than ``MIN_BASELINE`` baseline values or a baseline without spread.
+
+``reduce`` is what the rule engine calls: it keeps the samples of the window ``(now - window, now]``
+and applies the named reducer. Time is always an argument; nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+
+Sample = tuple[int, float | None]
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+MIN_BASELINE = 3
+"""``zscore`` needs at least this many baseline values (days with data)."""
+
+REDUCERS = ("last", "avg", "min", "max", "rate", "predict", "zscore")
+
+
+def clean(samples: Iterable[Sample]) -> list[tuple[int, float]]:
+    """The samples with a finite value, sorted by time."""
+    return sorted((t, float(v)) for t, v in samples if v is not None and math.isfinite(v))
+
+
+def in_window(samples: Iterable[Sample], now_ms: int, window_s: float) -> list[tuple[int, float]]:
+    """The clean samples with ``now - window < ts <= now``, sorted by time."""
+    start = now_ms - round(window_s * 1000)
+    return [(t, v) for t, v in clean(samples) if start < t <= now_ms]
+
+
+def last(samples: Sequence[Sample]) -> float | None:
+    """The value of the newest sample."""
+    points = clean(samples)
+    return points[-1][1] if points else None
+
+
+def avg(samples: Sequence[Sample]) -> float | None:
+    """The mean of the values (each sample weighs the same)."""
+    values = [v for _, v in clean(samples)]
+    return math.fsum(values) / len(values) if values else None
+
+
+def minimum(samples: Sequence[Sample]) -> float | None:
+    """The smallest value."""
+    values = [v for _, v in clean(samples)]
+    return min(values) if values else None
+
+
+def maximum(samples: Sequence[Sample]) -> float | None:
+    """The largest value."""
+    values = [v for _, v in clean(samples)]
+    return max(values) if values else None
+
+
+def rate(samples: Sequence[Sample]) -> float | None:
+    """Per-second increase of a counter from its first to its last sample.
+
+    A value below the one before is a counter reset: the counter restarted from 0, so the increase
+    of that step is the new value itself. No extrapolation to the window's edges (unlike PromQL).
+    """
+    points = clean(samples)
+    if len(points) < 2 or points[-1][0] == points[0][0]:
+        return None
+    increase = 0.0
+    for (_, before), (_, after) in itertools.pairwise(points):
+        increase += after - before if after >= before else after
+    return increase / ((points[-1][0] - points[0][0]) / 1000)
+
+
+def predict(samples: Sequence[Sample], now_ms: int, ahead_s: float) -> float | None:
+    """The least-squares line through the samples, evaluated at ``now + ahead_s``."""
+    points = clean(samples)
+    if len(points) < 2:
+        return None
+    xs = [(t - now_ms) / 1000 for t, _ in points]  # seconds relative to now: small, well conditioned
+    ys = [v for _, v in points]
+    mean_x, mean_y = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
+    sxx = math.fsum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+    return mean_y + slope * (ahead_s - mean_x)
+
+
+def zscore(value: float | None, baseline: Iterable[float | None]) -> float | None:
+    """``(value - mean) / stdev`` of the baseline values (sample standard deviation).
+
+    ``None`` when ``value`` is missing, when fewer than ``MIN_BASELINE`` baseline values are finite,
+    or when they are all equal (no spread to measure against).
+    """
+    values = [float(v) for v in baseline if v is not None and math.isfinite(v)]
+    if value is None or not math.isfinite(value) or len(values) < MIN_BASELINE:
+        return None
+    spread = statistics.stdev(values)
+    if spread == 0:
+        return None
+    return (value - statistics.fmean(values)) / spread
+
+
+def baseline_hours(now_ms: int, days: int) -> list[tuple[int, int]]:
+    """``[start, end)`` ms of the UTC hour holding ``now`` on each of the ``days`` previous days.
+
+    The engine averages each range (the 1 h rollup tier has it at once) and passes the averages to
+    ``reduce(..., baseline=...)``; a day without data is ``None``.
+    """
+    hour = now_ms - now_ms % HOUR_MS
+    return [(hour - d * DAY_MS, hour - d * DAY_MS + HOUR_MS) for d in range(1, days + 1)]
+
+
+def intervals_silent(last_seen_ms: int | None, now_ms: int, interval_s: float) -> float | None:
+    """How many push intervals have passed since a host was last heard from (absence rules)."""
+    if last_seen_ms is None or interval_s <= 0:
+        return None
+    return max(0.0, (now_ms - last_seen_ms) / (interval_s * 1000))
+
+
+_SIMPLE: dict[str, Callable[[Sequence[Sample]], float | None]] = {
+    "last": last,
+    "avg": avg,
+    "min": minimum,
+    "max": maximum,
+    "rate": rate,
+}
+
+
+def reduce(
+    reducer: str,
+    samples: Iterable[Sample],
+    now_ms: int,
+    window_s: float,
+    *,
+    predict_in_s: float = 0.0,
+    baseline: Sequence[float | None] = (),
+) -> float | None:
+    """The named reducer over the samples of ``(now - window, now]``.
+
+    ``predict`` extrapolates to ``now + predict_in_s``; ``zscore`` compares the window's average with
+    ``baseline`` (one value per previous day, see ``baseline_hours``).
+    """
+    window = in_window(samples, now_ms, window_s)
+    simple = _SIMPLE.get(reducer)
+    if simple is not None:
+        return simple(window)
+    if reducer == "predict":
+        return predict(window, now_ms, predict_in_s)
+    if reducer == "zscore":
+        return zscore(avg(window), baseline)
+    raise ValueError(f"reducer {reducer!r} is unknown; use one of {', '.join(REDUCERS)}")
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator`` for rules with ``divide_by``; ``None`` when either is missing or 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
