@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import sqlite3
 import time
@@ -102,7 +103,10 @@ def parse_time(text: str | None, now_ms: int, default: int, what: str) -> int:
     rel = _REL.fullmatch(text)
     try:
         if rel:
-            return now_ms - int(parse_duration(rel[1]) * 1000)
+            back = parse_duration(rel[1]) * 1000
+            if not math.isfinite(back) or back > 1e14:
+                raise QueryError(f"{what}={text!r} reaches too far back; use at most a few years")
+            return now_ms - int(back)
         number = float(text)
     except ValueError:
         try:
@@ -114,6 +118,8 @@ def parse_time(text: str | None, now_ms: int, default: int, what: str) -> int:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
         return int(moment.timestamp() * 1000)
+    if not math.isfinite(number) or abs(number) > 1e15:
+        raise QueryError(f"{what}={text!r} is out of range; use seconds or ms since the epoch")
     return int(number * 1000) if abs(number) < 1e11 else int(number)
 
 
@@ -122,7 +128,9 @@ def parse_step(text: str | None) -> int | None:
         return None
     try:
         step = int(parse_duration(text) * 1000)
-    except ValueError:
+        if step > 10 * 365 * 86_400_000:
+            raise ValueError(text)
+    except (ValueError, OverflowError):
         raise QueryError(f"step={text!r} is not a duration; use e.g. 60s, 5m or 1h") from None
     if step < 1000:
         raise QueryError("step must be at least 1s")
@@ -170,12 +178,16 @@ def _query_error(exc: QueryError) -> web.Response:
     return error(exc.status, str(exc))
 
 
-def _points(request: web.Request, default_span_ms: int) -> Callable[[sqlite3.Connection], Any]:
+def _points(
+    request: web.Request, default_span_ms: int, default_step: int | None = None
+) -> Callable[[sqlite3.Connection], Any]:
     api = request.app[API]
     now = api.now_ms()
 
     def work(conn: sqlite3.Connection) -> tuple[Selection, Any, int, dict[int, list[query.Point]]]:
         sel = _select(conn, request, now, default_span_ms)
+        if sel.step is None:
+            sel.step = default_step
         tier, step, points = query.range_query(
             conn,
             sel.host,
@@ -226,6 +238,8 @@ async def host(request: web.Request) -> web.StreamResponse:
         lambda conn: conn.execute("SELECT facts, last_seen_ms FROM hosts WHERE id = ?", (hid,)).fetchone(),
     )
     state = ing.state(name)
+    if state.last_seen_ms is None and facts[1] is not None:  # not seen since our start: the stored time
+        state.last_seen_ms = facts[1]
     item = state.to_json(api.now_ms(), api.down_after)
     if not item["facts"]:
         item["facts"] = json.loads(facts[0] or "{}")
@@ -284,7 +298,7 @@ async def patterns_(request: web.Request) -> web.StreamResponse:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return error(400, f"tz={tz_name!r} is not a known time zone; use e.g. UTC or Europe/Berlin")
     try:
-        sel, tier, _, points = await _run(request, _points(request, 28 * 86_400_000))
+        sel, tier, _, points = await _run(request, _points(request, 28 * 86_400_000, default_step=3_600_000))
     except QueryError as exc:
         return _query_error(exc)
     out = [{**s.to_json(), "patterns": patterns(points[s.id], tz)} for s in sel.series]

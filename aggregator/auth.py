@@ -44,7 +44,7 @@ def make_token(prefix: str, ident: str) -> tuple[str, bytes]:
 
 def split_token(token: str, prefix: str) -> tuple[str, str] | None:
     """``(id, secret)`` of a token with this prefix, or None when it is not one."""
-    if not token.startswith(prefix) or len(token) > 400:
+    if not token.startswith(prefix) or len(token) > 400 or not token.isascii():
         return None
     ident, dot, secret = token[len(prefix) :].rpartition(".")
     if not dot or not ident or not secret:

@@ -122,7 +122,6 @@ class Acked:
         """Record ``seq`` (not yet seen) as acknowledged, merging neighbouring intervals."""
         key = (host, boot)
         intervals = self._get(conn, key)
-        before = [list(iv) for iv in intervals]
         i = bisect.bisect_right(intervals, [seq, I64])  # intervals[i-1].lo <= seq < intervals[i].lo
         left = intervals[i - 1] if i > 0 and intervals[i - 1][1] == seq - 1 else None
         right = intervals[i] if i < len(intervals) and intervals[i][0] == seq + 1 else None
@@ -149,7 +148,7 @@ class Acked:
             conn.execute("INSERT INTO acked (host, boot, lo, hi) VALUES (?, ?, ?, ?)", (host, boot, seq, seq))
             intervals.insert(i, [seq, seq])
 
-        def back() -> None:
-            self._sets[key] = before
+        def back() -> None:  # the database rolled back: read the intervals again when next needed
+            self._sets.pop(key, None)
 
         undo.append(back)

@@ -19,7 +19,18 @@ from edgewatch.protocol import Kind
 from .blockcodec import decode_block, encode_block, merge_blocks
 from .catalog import SeriesIds
 from .frames import Value, decode_recent
-from .rollup import Agg, chunk_replace, decode_chunk, encode_chunk, merge_maps, rates, rebucket, rollup
+from .rollup import (
+    BUCKET_BYTES,
+    MAX_DECODED,
+    Agg,
+    chunk_replace,
+    decode_chunk,
+    encode_chunk,
+    merge_maps,
+    rates,
+    rebucket,
+    rollup,
+)
 from .schema import BLOCK_MS, HOUR_MS, TIERS, Tier
 
 T1M, T5M, T1H = TIERS[1], TIERS[2], TIERS[3]
@@ -160,6 +171,9 @@ class MergeRollupsJob:
         if len(rows) < 2:
             return 0
         t1 = max(r[1] for r in rows)
+        count = conn.execute("SELECT count(*) FROM series WHERE host = ?", (self.host,)).fetchone()[0]
+        if count * (t1 - self.chunk) // self.tier.res_ms * BUCKET_BYTES > MAX_DECODED // 2:
+            return 0  # a host with this many series keeps smaller rows: a chunk must stay decodable
         series = read_tier(conn, self.tier, self.host, self.chunk, t1)
         conn.execute(
             "DELETE FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ?",

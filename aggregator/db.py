@@ -23,6 +23,8 @@ DB_NAME = "edgewatch.db"
 def open_writer(path: Path, synchronous: str = "full") -> sqlite3.Connection:
     """The write connection, migrated to the current schema."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new file: before WAL mode creates it
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -61,12 +63,17 @@ class Readers:
         return conn
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` with a reader connection in the calling thread (CLI and tests)."""
-        return fn(self._conn())
+        """Run ``fn`` with a reader connection in one read transaction (one snapshot of the file)."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(self._conn()))
+        return await loop.run_in_executor(self._pool, self.call, fn)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

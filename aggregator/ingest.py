@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,15 @@ from .writer import Overloaded, WriterClosed
 
 log = logging.getLogger("edgewatch.aggregator.ingest")
 AUTH_TTL_S = 30.0  # a revocation made by the admin CLI takes effect within this time
-DECODE_INLINE_BYTES = 16_384  # larger frames are decoded in a thread, off the event loop
+MAX_CACHED = 100_000  # entries of the token cache before it starts over
+MAX_QUEUED_SAMPLES = 4_000_000  # decoded samples waiting for the writer before pushes get 503
+MAX_DECODING = 256  # frames waiting for or in decoding before pushes get 503
+
+
+def decode_frame(body: bytes, ref: Batch | None) -> tuple[Batch, Batch]:
+    """The batch, and the reference it makes for the next delta (in a thread: both can be costly)."""
+    batch = decode(body, ref)
+    return batch, next_reference(ref, batch)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -52,6 +61,11 @@ class Ingest:
     hosts: dict[str, tuple[HostAuth | None, float]] = field(default_factory=dict)
     states: dict[str, HostState] = field(default_factory=dict)
     inflight: dict[int, int] = field(default_factory=dict)
+    queued_samples: int = 0
+    decoding: int = 0
+    decoder: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgewatch-decode")
+    )
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -74,8 +88,11 @@ class Ingest:
         now = time.monotonic()
         if cached is not None and now - cached[1] < AUTH_TTL_S:
             return cached[0]
-        record = await self.store.readers.run(lambda conn: accounts.host_auth(conn, name))
-        self.hosts[name] = (record, now)
+        record = await self.store.auth_readers.run(lambda conn: accounts.host_auth(conn, name))
+        if record is not None:  # misses are not kept: anyone can make up names
+            if len(self.hosts) >= MAX_CACHED:
+                self.hosts.clear()
+            self.hosts[name] = (record, now)
         return record
 
     def forget_host(self, name: str) -> None:
@@ -87,8 +104,10 @@ class Ingest:
         self.rejected.inc(reason=reason)
         return error(status, message, headers)
 
-    def remember(self, host: HostAuth, batch: Batch, ref: Batch | None) -> None:
-        """Keep the newest acknowledged frame of the host as the reference for its next delta."""
+    def remember(self, host: HostAuth, batch: Batch, next_ref: Batch) -> None:
+        """Keep the newest acknowledged frame of the host (``next_ref``: the reference it makes) for
+        its next delta. A frame stored before counts too: the agent takes the reference from the
+        frame it sent last, key or delta."""
         current = self.refs.get(host.id)
         newest = batch.timestamps[-1] if batch.timestamps else None
         if current is not None:
@@ -98,7 +117,7 @@ class Ingest:
                 newest is None or (current.timestamps and newest < current.timestamps[-1])
             ):
                 return  # back-log of an earlier boot
-        self.refs[host.id] = next_reference(ref, batch)
+        self.refs[host.id] = next_ref
 
     def state(self, name: str) -> HostState:
         state = self.states.get(name)
@@ -168,11 +187,14 @@ async def _store(
                     409,
                     "the frame's reference is not held here; send the batch as a key frame",
                 )
-        if len(body) > DECODE_INLINE_BYTES:
+        if ing.decoding >= MAX_DECODING:
+            return ing.reject("overload", 503, "the aggregator is busy; retry later", {"Retry-After": "2"})
+        ing.decoding += 1
+        try:
             loop = asyncio.get_running_loop()
-            batch = await loop.run_in_executor(None, decode, body, ref)
-        else:
-            batch = decode(body, ref)
+            batch, next_ref = await loop.run_in_executor(ing.decoder, decode_frame, body, ref)
+        finally:
+            ing.decoding -= 1
     except ProtocolError as exc:
         if exc.needs_reference:
             return ing.reject("no_reference", 409, f"{exc}; send the batch as a key frame")
@@ -187,20 +209,30 @@ async def _store(
             "fix agent_id in the agent's config or enroll it again",
         )
     now = ing.now_ms()
-    if batch.timestamps and batch.timestamps[-1] > now + ing.max_future_ms:
-        ahead = (batch.timestamps[-1] - now) / 1000
+    newest = max(
+        batch.timestamps[-1] if batch.timestamps else 0, max((e.ts for e in batch.events), default=0)
+    )
+    if newest > now + ing.max_future_ms:
+        ahead = (newest - now) / 1000
         return ing.reject(
             "future",
             400,
             f"the frame's samples are {ahead:.0f} s ahead of our clock; fix the host's clock (NTP)",
         )
     job = FrameJob(host.id, batch, ing.store.series, ing.store.acked, now - ing.retention_raw_ms)
+    size = len(batch.timestamps) * len(batch.series)
+    if ing.queued_samples + size > MAX_QUEUED_SAMPLES and ing.queued_samples:
+        return ing.reject("overload", 503, "the aggregator is busy; retry later", {"Retry-After": "2"})
+    ing.queued_samples += size
     try:
         result: FrameResult = await ing.store.writer.submit(job)
     except Overloaded:
         return ing.reject("overload", 503, "the aggregator is busy; retry later", {"Retry-After": "2"})
     except WriterClosed as exc:
         return ing.reject("unavailable", 503, f"{exc}", {"Retry-After": "5"})
+    finally:
+        ing.queued_samples -= size
+    ing.remember(host, batch, next_ref)
     if result.duplicate:
         ing.duplicates.inc()
     else:
@@ -209,7 +241,6 @@ async def _store(
         ing.samples.inc(result.samples)
         if result.dropped_old:
             ing.dropped.inc(result.dropped_old)
-        ing.remember(host, batch, ref)
         ing.state(host.name).update(batch)
     ing.latency.observe(time.perf_counter() - started)
     return web.json_response({"ack": batch.seq, "commands": []})

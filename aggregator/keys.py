@@ -31,6 +31,11 @@ def load_or_create(data_dir: Path) -> Ed25519PrivateKey:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         return key
     if len(raw) != 32:
         raise ValueError(f"{path} is not a raw 32-byte Ed25519 key; move it away to make a new one")

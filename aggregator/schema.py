@@ -124,6 +124,51 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         detail TEXT NOT NULL
     );
     """,
+    # 2: alerts, their history and delivery log, silences, push subscriptions, small persistent state
+    """
+    CREATE TABLE alerts (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        host TEXT NOT NULL,
+        status TEXT NOT NULL,
+        level TEXT,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX alerts_status ON alerts (status);
+    CREATE TABLE alert_log (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        host TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        level TEXT,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX alert_log_fingerprint ON alert_log (fingerprint, at);
+    CREATE INDEX alert_log_at ON alert_log (at);
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE push_subscriptions (
+        endpoint TEXT PRIMARY KEY,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -135,9 +180,6 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"the database has schema version {version}, newer than this edgewatch knows "
             f"({len(MIGRATIONS)}); upgrade edgewatch or restore a backup"
         )
-    if version == 0:
-        # must be set before the first table exists
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     for number in range(version + 1, len(MIGRATIONS) + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -129,6 +129,7 @@ def make_app(
         )
         log.info("storage open path=%s", store.path)
         yield
+        app[ingest.INGEST].decoder.shutdown(wait=True)
         store.close()
         log.info("storage closed")
 

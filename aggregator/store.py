@@ -20,7 +20,7 @@ from .catalog import Acked, SeriesIds
 from .compaction import CompactJob, MergeRollupsJob, RetentionJob, merge_candidates, vacuum_some
 from .db import DB_NAME, Readers, open_writer
 from .schema import BLOCK_MS
-from .writer import Writer
+from .writer import Overloaded, Writer, WriterClosed
 
 log = logging.getLogger("edgewatch.aggregator.store")
 T = TypeVar("T")
@@ -50,6 +50,7 @@ class MaintenanceReport:
     merged_rows: int = 0
     deleted: int = 0
     vacuumed_pages: int = 0
+    failed: int = 0
 
 
 class Store:
@@ -66,6 +67,7 @@ class Store:
         self.acked = Acked()
         self.writer = Writer(conn, commit_delay=commit_delay, max_queue=max_queue)
         self.readers = Readers(self.path)
+        self.auth_readers = Readers(self.path, threads=1)  # token checks never wait behind queries
         self._closed = False
         self.last_report = MaintenanceReport()
 
@@ -75,6 +77,7 @@ class Store:
         self._closed = True
         self.writer.close()
         self.readers.close()
+        self.auth_readers.close()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self.writer.submit(CallJob(fn))
@@ -92,27 +95,32 @@ class Store:
             ).fetchall()
         )
         for host, win in windows:
-            rows = await self._submit_wait(CompactJob(host, win, self.series))
-            report.compacted_windows += 1
-            report.compacted_rows += rows
+            rows = await self._submit_wait(CompactJob(host, win, self.series), report)
+            report.compacted_windows += rows is not None
+            report.compacted_rows += rows or 0
         candidates = await self.readers.run(lambda conn: merge_candidates(conn, now_ms))
         for tier, host, chunk in candidates:
-            report.merged_rows += await self._submit_wait(MergeRollupsJob(tier, host, chunk))
+            report.merged_rows += await self._submit_wait(MergeRollupsJob(tier, host, chunk), report) or 0
         if retention_s is not None:
-            report.deleted = await self._submit_wait(RetentionJob(now_ms, retention_s))
-            report.vacuumed_pages = await self._submit_wait(CallJob(vacuum_some))
+            report.deleted = await self._submit_wait(RetentionJob(now_ms, retention_s), report) or 0
+            report.vacuumed_pages = await self._submit_wait(CallJob(vacuum_some), report) or 0
         self.last_report = report
         return report
 
-    async def _submit_wait(self, job: Any) -> Any:
-        """Submit a maintenance job, waiting for room in the queue rather than failing."""
-        from .writer import Overloaded
-
+    async def _submit_wait(self, job: Any, report: MaintenanceReport) -> Any:
+        """Run a maintenance job, waiting for room in the queue rather than failing. A job that fails
+        is logged and counted and the others go on: one bad window never stops the rest."""
         while True:
             try:
                 return await self.writer.submit(job)
             except Overloaded:
                 await asyncio.sleep(0.05)
+            except WriterClosed:
+                raise
+            except Exception as exc:
+                report.failed += 1
+                log.error("maintenance job=%s failed: %s", job, exc)
+                return None
 
     def storage_bytes(self) -> dict[str, int]:
         """Bytes on disk: the database file and its WAL."""

@@ -191,9 +191,11 @@ class Writer:
             log.error("commit failed: %s", exc)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            for (job, _, _), (ok, _) in reversed(list(zip(group, results))):
-                if ok:  # a failed job was rolled back (and told) at its savepoint already
-                    job.aborted()
+            for i in reversed(range(len(group))):
+                # a job that failed at its savepoint was told already; the one in progress and
+                # those that succeeded are told now (those not yet run have nothing to undo)
+                if i >= len(results) or results[i][0]:
+                    group[i][0].aborted()
             error = WriterClosed(f"the database write failed ({exc}); try again later")
             results = [(False, error)] * len(group)
         else:

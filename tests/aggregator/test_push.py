@@ -198,3 +198,21 @@ def test_unknown_paths_and_methods_answer_json(tmp_path: Path) -> None:
                 assert "error" in await r.json()
 
     run(scenario())
+
+
+def test_a_key_frame_resent_after_a_lost_answer_sets_the_reference_the_agent_holds(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            await h.add_agent("web-1")
+            b1, b2, b3 = (batch("web-1", i, [T0 + i * 10_000]) for i in (1, 2, 3))
+            assert (await h.push(b1))[0] == 200
+            ref1 = next_reference(None, decode(encode(b1)))
+            assert (await h.push(b2, ref=ref1))[0] == 200  # stored, but the agent never saw the answer
+            assert (await h.push(b2, ref=ref1))[0] == 409  # our reference is newer now
+            assert (await h.push(b2))[0] == 200  # so it sends b2 as a key frame: a duplicate
+            agent_ref = next_reference(None, decode(encode(b2)))
+            status, body = await h.push(b3, ref=agent_ref)
+            assert (status, body["ack"]) == (200, 3)
+            assert h.ingest.samples.get() == 9
+
+    run(scenario())

@@ -152,3 +152,58 @@ def test_retention_deletes_whole_old_blocks_and_the_file_stops_growing(tmp_path:
             assert max(sizes[6:]) <= max(sizes[:6]) * 1.5, sizes  # steady state: pages are reused
 
     run(scenario())
+
+
+def test_bad_query_parameters_are_400_not_500(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            await h.add_agent("web-1")
+            token = await h.api_token()
+            assert (await h.push(batch("web-1", 1, [T0])))[0] == 200
+            for params in (
+                {"start": "nan"},
+                {"start": "inf"},
+                {"end": "-" + "9" * 400 + "d"},
+                {"step": "9" * 400},
+                {"step": "0.1s"},
+                {"start": "yesterday"},
+                {"tier": "2m"},
+                {"series": "x"},
+            ):
+                status, body = await h.get("/api/v1/query", token, host="web-1", **params)
+                assert status == 400, (params, body)
+                assert body["error"]
+            status, body = await h.get("/api/v1/query", token, host="nobody")
+            assert status == 404
+            status, body = await h.get("/api/v1/query", token, host="web-1", name="nothing")
+            assert status == 404
+            status, body = await h.get("/api/v1/hosts", "ewt_x.y")
+            assert status == 401
+            status, body = await h.get("/api/v1/hosts", "ewt_é.ü")
+            assert status == 401
+
+    run(scenario())
+
+
+def test_a_window_that_cannot_be_compacted_does_not_stop_the_others_or_retention(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path, now_ms=T0 + HOUR) as h:
+            await h.add_agent("web-1")
+            await h.add_agent("web-2")
+            assert (await h.push(batch("web-1", 1, [T0 + 10_000])))[0] == 200
+            assert (await h.push(batch("web-2", 1, [T0 + 10_000])))[0] == 200
+            hid = h.sql("SELECT id FROM hosts WHERE name = 'web-1'")[0][0]
+            await h.store.write(
+                lambda conn: conn.execute(
+                    "INSERT INTO recent (host, win, t0, t1, data) VALUES (?, ?, ?, ?, ?)",
+                    (hid, T0, T0, T0, b"not zstd"),
+                )
+            )
+            report = await h.store.maintain(h.clock.ms, h.retention)
+            assert report.failed == 1
+            assert report.compacted_windows == 1
+            assert h.sql("SELECT count(*) FROM raw_blocks") == [(1,)]
+            status = await h.store.readers.run(lambda conn: conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+            assert status == 2  # incremental: free pages can be given back
+
+    run(scenario())
