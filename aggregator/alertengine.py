@@ -1,0 +1,232 @@
+"""The rule engine: evaluates rules as frames arrive and on a timer, keeps and persists alert states.
+
+``observe(host, batch)`` runs on the event loop after a frame is committed: it keeps a short window
+of samples for every series some rule reads, and evaluates only the rules that read the frame's
+series. ``tick(now_ms)`` evaluates absence rules (host down) and rules with a z-score baseline.
+Every transition is written to the ``alerts`` row and the ``alert_log`` in one writer job, and the
+firing and resolved ones go to the notification pipeline. A restart loads the alerts that were
+pending or firing, so it neither forgets them nor notifies them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgewatch.protocol import Batch
+
+from .alertstate import AlertState, Transition, evaluate, fingerprint, render_annotations, retire
+from .reducers import baseline_hours, intervals_silent, ratio, reduce
+from .rules import Rule, RuleSet
+
+log = logging.getLogger("edgewatch.aggregator.alerts")
+SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]  # host, metric, labels
+Notify = Callable[[AlertState, Transition, dict[str, str], int], None]
+Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+MAX_WINDOW_S = 24 * 3600.0  # longest window kept in memory; longer ones are not evaluated on arrival
+
+
+def _row(state: AlertState) -> tuple[Any, ...]:
+    return (
+        state.fingerprint,
+        state.rule,
+        state.labels.get("host", ""),
+        state.state,
+        state.level,
+        json.dumps(state.to_dict()),
+        state.evaluated_at or 0,
+    )
+
+
+def persist(conn: sqlite3.Connection, changes: Iterable[tuple[AlertState, list[Transition]]]) -> None:
+    """Write alert states and their transitions (a writer job)."""
+    for state, transitions in changes:
+        conn.execute(
+            "INSERT OR REPLACE INTO alerts (fingerprint, rule, host, status, level, state, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _row(state),
+        )
+        for t in transitions:
+            conn.execute(
+                "INSERT INTO alert_log (fingerprint, rule, host, at, kind, level, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    state.fingerprint,
+                    state.rule,
+                    state.labels.get("host", ""),
+                    t.at,
+                    "transition",
+                    t.level,
+                    json.dumps(t.to_dict()),
+                ),
+            )
+
+
+def load_states(conn: sqlite3.Connection) -> list[AlertState]:
+    out = []
+    for (text,) in conn.execute("SELECT state FROM alerts WHERE status IN ('pending', 'firing')"):
+        try:
+            out.append(AlertState.from_dict(json.loads(text)))
+        except (ValueError, KeyError) as exc:
+            log.warning("skipping a stored alert that cannot be read: %s", exc)
+    return out
+
+
+@dataclass
+class Engine:
+    rules: RuleSet
+    write: Write
+    notify: Notify
+    states: dict[str, AlertState] = field(default_factory=dict)
+    windows: dict[SeriesKey, deque[tuple[int, float]]] = field(default_factory=dict)
+    evaluations: int = 0
+    seconds: float = 0.0
+    _pending: list[tuple[AlertState, list[Transition]]] = field(default_factory=list)
+
+    def load(self, states: Iterable[AlertState]) -> None:
+        for s in states:
+            self.states[s.fingerprint] = s
+
+    # arrival
+
+    def observe(self, host: str, batch: Batch, now_ms: int) -> list[Transition]:
+        """Keep the samples rules read and evaluate the rules they touch; returns the transitions."""
+        touched: dict[tuple[str, SeriesKey], Rule] = {}
+        for s, column in zip(batch.series, batch.values):
+            rules = self.rules.for_metric(s.name)
+            if not rules:
+                continue
+            key: SeriesKey = (host, s.name, s.labels)
+            window = self.windows.get(key)
+            if window is None:
+                window = self.windows[key] = deque()
+            for ts, v in zip(batch.timestamps, column):
+                if v is not None and (not window or ts > window[-1][0]):
+                    window.append((ts, float(v)))
+            keep = max(min(r.window_s, MAX_WINDOW_S) for r in rules) * 1000 + 60_000
+            while window and window[0][0] < now_ms - keep:
+                window.popleft()
+            labels = dict(s.labels)
+            for rule in rules:
+                if rule.selects_host(host) and all(m.matches(labels) for m in rule.labels):
+                    if rule.reducer == "zscore":
+                        continue  # needs a baseline from the database: the timer evaluates it
+                    metric_key = (host, rule.metric, s.labels)
+                    touched[(rule.name, metric_key)] = rule
+                elif rule.divide_by == s.name and rule.selects_host(host):
+                    # the divisor arrived: re-evaluate every series of the metric on this host
+                    for other in list(self.windows):
+                        if other[0] == host and other[1] == rule.metric:
+                            touched[(rule.name, other)] = rule
+        out: list[Transition] = []
+        for (_, key), rule in touched.items():
+            out += self._evaluate(rule, key, now_ms)
+        return out
+
+    def _value(
+        self, rule: Rule, key: SeriesKey, now_ms: int, baseline: list[float | None] | None = None
+    ) -> float | None:
+        window = self.windows.get(key, ())
+        value = reduce(
+            rule.reducer,
+            window,
+            now_ms,
+            rule.window_s,
+            predict_in_s=rule.predict_in_s,
+            baseline=baseline or (),
+        )
+        if rule.divide_by:
+            host, _, labels = key
+            divisor = self.windows.get((host, rule.divide_by, labels)) or self.windows.get(
+                (host, rule.divide_by, ())
+            )
+            value = ratio(value, reduce(rule.reducer, divisor or (), now_ms, rule.window_s))
+        return value
+
+    def _evaluate(
+        self, rule: Rule, key: SeriesKey, now_ms: int, value: float | None = None, *, given: bool = False
+    ) -> list[Transition]:
+        host, _, labels = key
+        alert_labels = rule.alert_labels(host, dict(labels))
+        fp = fingerprint(rule.name, alert_labels)
+        if not given:
+            value = self._value(rule, key, now_ms)
+        state = self.states.get(fp)
+        if state is None and value is None:
+            return []
+        new, transitions = evaluate(state, rule, value, now_ms, labels=alert_labels)
+        self.evaluations += 1
+        if new.active or transitions:
+            self.states[fp] = new
+        if not new.active and not transitions:
+            self.states.pop(fp, None)
+        if transitions:
+            self._changed(rule, new, transitions, now_ms)
+        return transitions
+
+    def _changed(
+        self, rule: Rule | None, state: AlertState, transitions: list[Transition], now_ms: int
+    ) -> None:
+        self._pending.append((state, transitions))
+        if not state.active:
+            self.states.pop(state.fingerprint, None)
+        for t in transitions:
+            if t.to_state in ("firing", "resolved") and rule is not None:
+                self.notify(state, t, render_annotations(rule, state), now_ms)
+
+    async def flush(self) -> None:
+        """Persist the transitions made since the last flush (one writer job)."""
+        if not self._pending:
+            return
+        changes, self._pending = self._pending, []
+        await self.write(lambda conn: persist(conn, changes))
+
+    # timer
+
+    async def tick(
+        self,
+        now_ms: int,
+        hosts: Mapping[str, tuple[int | None, int | None]],
+        baseline: Callable[[str, SeriesKey, list[tuple[int, int]]], Awaitable[list[float | None]]]
+        | None = None,
+    ) -> list[Transition]:
+        """Absence rules for ``hosts`` (name -> (last seen ms, interval ms)) and z-score rules."""
+        out: list[Transition] = []
+        for rule in self.rules.absence:
+            for host, (last_seen, interval) in hosts.items():
+                if not rule.selects_host(host):
+                    continue
+                value = intervals_silent(last_seen, now_ms, (interval or 10_000) / 1000)
+                out += self._evaluate(rule, (host, "", ()), now_ms, value, given=True)
+        if baseline is not None:
+            for rule in self.rules:
+                if not (rule.enabled and rule.reducer == "zscore"):
+                    continue
+                for key in [k for k in self.windows if k[1] == rule.metric]:
+                    values = await baseline(rule.metric, key, baseline_hours(now_ms, rule.baseline_days))
+                    value = self._value(rule, key, now_ms, values)
+                    out += self._evaluate(rule, key, now_ms, value, given=True)
+        await self.flush()
+        return out
+
+    def reload(self, rules: RuleSet, now_ms: int) -> int:
+        """Use ``rules`` from now on; alerts of removed or disabled rules are retired. Returns how many."""
+        retired = 0
+        for fp, state in list(self.states.items()):
+            rule = rules.get(state.rule)
+            if rule is None or not rule.enabled:
+                new, transitions = retire(state, now_ms)
+                old_rule = self.rules.get(state.rule)
+                self._changed(old_rule, new, transitions, now_ms)
+                self.states.pop(fp, None)
+                retired += 1
+        self.rules = rules
+        return retired
+
+    def active(self) -> list[AlertState]:
+        return [s for s in self.states.values() if s.active]

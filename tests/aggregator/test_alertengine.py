@@ -1,0 +1,109 @@
+"""The rule engine: evaluation on arrival, absence on the timer, persistence across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from edgewatch.aggregator.alertengine import Engine, load_states, persist
+from edgewatch.aggregator.alertstate import AlertState, Transition
+from edgewatch.aggregator.db import open_writer
+from edgewatch.aggregator.rules import load_rules
+from edgewatch.protocol import Batch, Series
+
+T0 = 1_764_000_000_000
+CPU = Series("edgewatch_cpu_usage_percent", {"cpu": "all"}, precision=1)
+RULES = """
+[[rule]]
+name = "cpu_now"
+metric = "edgewatch_cpu_usage_percent"
+labels = { cpu = "all" }
+reducer = "last"
+op = ">"
+warning = 80
+critical = 95
+clear = 70
+summary = "CPU of {host} at {value:.0f} %"
+"""
+
+
+class Harness:
+    def __init__(self, db: Path) -> None:
+        self.conn = open_writer(db)
+        self.sent: list[tuple[str, str, str | None, str]] = []
+        self.engine = self.make()
+
+    def make(self) -> Engine:
+        async def write(fn: Any) -> Any:
+            self.conn.execute("BEGIN")
+            result = fn(self.conn)
+            self.conn.execute("COMMIT")
+            return result
+
+        def notify(state: AlertState, t: Transition, annotations: dict[str, str], now: int) -> None:
+            self.sent.append((state.labels["host"], t.to_state, t.level, annotations["summary"]))
+
+        engine = Engine(load_rules(RULES, defaults={}), write, notify)
+        engine.load(load_states(self.conn))
+        return engine
+
+    def push(self, host: str, ts: int, cpu: float) -> list[Transition]:
+        transitions = self.engine.observe(host, Batch(host, 1, ts, [ts], [CPU], [[cpu]]), ts)
+        asyncio.run(self.engine.flush())
+        return transitions
+
+
+def test_a_threshold_fires_notifies_once_and_resolves_past_the_clear_value(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "a.db")
+    assert h.push("web-1", T0, 50.0) == []
+    assert [t.to_state for t in h.push("web-1", T0 + 10_000, 90.0)] == ["firing"]
+    assert h.push("web-1", T0 + 20_000, 85.0) == []  # still warning: nothing new
+    assert [(t.to_state, t.level) for t in h.push("web-1", T0 + 30_000, 97.0)] == [("firing", "critical")]
+    # below 80 but above clear: still firing, at the lowest level
+    assert [(t.to_state, t.level) for t in h.push("web-1", T0 + 40_000, 75.0)] == [("firing", "warning")]
+    assert [t.to_state for t in h.push("web-1", T0 + 50_000, 60.0)] == ["resolved"]
+    assert h.push("web-2", T0 + 50_000, 10.0) == []  # another host is another alert
+    assert h.sent == [
+        ("web-1", "firing", "warning", "CPU of web-1 at 90 %"),
+        ("web-1", "firing", "critical", "CPU of web-1 at 97 %"),
+        ("web-1", "firing", "warning", "CPU of web-1 at 75 %"),
+        ("web-1", "resolved", "warning", "CPU of web-1 at 60 %"),
+    ]
+    rows = h.conn.execute("SELECT level FROM alert_log WHERE kind = 'transition' ORDER BY id").fetchall()
+    assert rows == [("warning",), ("critical",), ("warning",), ("warning",)]
+
+
+def test_a_restart_keeps_firing_alerts_and_does_not_notify_them_again(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "b.db")
+    h.push("web-1", T0, 99.0)
+    assert len(h.sent) == 1
+    h.engine = h.make()  # a restart: the state comes back from the database
+    assert [s.state for s in h.engine.active()] == ["firing"]
+    assert h.push("web-1", T0 + 10_000, 99.0) == []
+    assert len(h.sent) == 1
+    assert [t.to_state for t in h.push("web-1", T0 + 20_000, 10.0)] == ["resolved"]
+
+
+def test_host_down_fires_on_the_timer_after_three_silent_intervals(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "c.db")
+    h.engine.rules = load_rules("")  # the built-in rules, host_down among them
+    hosts = {"web-1": (T0, 10_000)}
+    assert asyncio.run(h.engine.tick(T0 + 20_000, hosts)) == []
+    fired = asyncio.run(h.engine.tick(T0 + 31_000, hosts))
+    assert [(t.to_state, t.level) for t in fired] == [("firing", "critical")]
+    assert h.sent[-1][:2] == ("web-1", "firing")
+    hosts = {"web-1": (T0 + 40_000, 10_000)}
+    assert [t.to_state for t in asyncio.run(h.engine.tick(T0 + 41_000, hosts))] == ["resolved"]
+    stored = sqlite3.connect(tmp_path / "c.db").execute("SELECT status FROM alerts").fetchall()
+    assert stored == [("resolved",)]
+
+
+def test_persist_writes_state_and_transitions_together(tmp_path: Path) -> None:
+    conn = open_writer(tmp_path / "d.db")
+    state = AlertState("r", "abc", {"host": "h"}, "firing", "warning", 1.0, 1, 1)
+    conn.execute("BEGIN")
+    persist(conn, [(state, [Transition("inactive", "firing", "warning", 1.0, 1)])])
+    conn.execute("COMMIT")
+    assert load_states(conn) == [state]
