@@ -43,6 +43,23 @@ def _row(state: AlertState) -> tuple[Any, ...]:
     )
 
 
+def log_event(
+    conn: sqlite3.Connection,
+    state: AlertState,
+    at: int,
+    kind: str,
+    *,
+    level: str | None,
+    detail: Mapping[str, Any],
+) -> None:
+    """One line of an alert's history: a transition, notification, delivery, ack, ..."""
+    conn.execute(
+        "INSERT INTO alert_log (fingerprint, rule, host, at, kind, level, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (state.fingerprint, state.rule, state.labels.get("host", ""), at, kind, level, json.dumps(detail)),
+    )
+
+
 def persist(conn: sqlite3.Connection, changes: Iterable[tuple[AlertState, list[Transition]]]) -> None:
     """Write alert states and their transitions (a writer job)."""
     for state, transitions in changes:
@@ -52,19 +69,7 @@ def persist(conn: sqlite3.Connection, changes: Iterable[tuple[AlertState, list[T
             _row(state),
         )
         for t in transitions:
-            conn.execute(
-                "INSERT INTO alert_log (fingerprint, rule, host, at, kind, level, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    state.fingerprint,
-                    state.rule,
-                    state.labels.get("host", ""),
-                    t.at,
-                    "transition",
-                    t.level,
-                    json.dumps(t.to_dict()),
-                ),
-            )
+            log_event(conn, state, t.at, "transition", level=t.level, detail=t.to_dict())
 
 
 def load_states(conn: sqlite3.Connection) -> list[AlertState]:

@@ -53,6 +53,12 @@ ROLE = web.AppKey("role", str)
 
 async def caller_role(request: web.Request) -> str | None:
     """The role of the API token presented, or None."""
+    record = await caller(request)
+    return None if record is None else record.role
+
+
+async def caller(request: web.Request) -> accounts.TokenAuth | None:
+    """The API token presented, when it is valid and not revoked."""
     api = request.app[API]
     token = auth.bearer(request.headers.get("Authorization"))
     parts = auth.split_token(token, auth.API_PREFIX) if token else None
@@ -62,13 +68,17 @@ async def caller_role(request: web.Request) -> str | None:
     cached = api.tokens.get(ident)
     now = time.monotonic()
     if cached is None or now - cached[1] >= TOKEN_TTL_S:
-        readers = request.app[INGEST].store.readers
+        readers = request.app[INGEST].store.auth_readers
         record = await readers.run(lambda conn: accounts.token_auth(conn, ident))
+        if record is None:
+            return None  # misses are not kept: anyone can make up ids
+        if len(api.tokens) >= 100_000:
+            api.tokens.clear()
         cached = api.tokens[ident] = (record, now)
     record = cached[0]
     if record is None or record.revoked or not auth.matches(secret, record.token_hash):
         return None
-    return record.role
+    return record
 
 
 def requires(role: str) -> Callable[[Handler], Handler]:

@@ -64,16 +64,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ingest.max_future", "duration", 300.0, "How far ahead of our clock a sample may be.", 0),
     Setting("hosts.down_after", "int", 3, "A host is down after this many missed push intervals.", 1, 1000),
     Setting("metrics.public", "bool", False, "Serve /metrics without an API token."),
+    Setting(
+        "alerts.rules_file",
+        "str",
+        "/etc/edgewatch/rules.toml",
+        "Alert rules (docs/rules.md); the built-in defaults alone when the file is missing.",
+    ),
+    Setting(
+        "alerts.interval",
+        "duration",
+        5.0,
+        "How often absence rules and notifications are checked.",
+        0.1,
+        3600,
+    ),
 )
+TABLES = {
+    "channel": "Notification channels: name, type (webpush, webhook, apprise) and its fields.",
+    "route": "Which alerts go to which channels: match, channels, grouping, digest, escalation.",
+    "notify": "Defaults of the notification pipeline: group_wait, group_interval, repeat_interval, ...",
+}
 TIERS = ("raw", "1m", "5m", "1h")
 
 
 class AggregatorConfig:
     """Validated settings: ``config["retention.raw"]``."""
 
-    def __init__(self, values: dict[str, Any], path: Path | None) -> None:
+    def __init__(
+        self, values: dict[str, Any], path: Path | None, tables: dict[str, Any] | None = None
+    ) -> None:
         self.values = values
         self.path = path
+        self.tables = tables or {}
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -106,9 +128,10 @@ def load(
 ) -> AggregatorConfig:
     """Defaults, then the file (if ``path`` exists or was named), then the environment, then ``overrides``."""
     data = read_toml(path, DEFAULT_PATH, read)
+    tables = {name: data[name] for name in TABLES if name in data}
     values = resolve(
         SETTINGS,
-        data,
+        {k: v for k, v in data.items() if k not in TABLES},
         path=path,
         environ=os.environ if environ is None else environ,
         env_prefix=ENV_PREFIX,
@@ -121,4 +144,4 @@ def load(
     ret = [values[f"retention.{t}"] for t in TIERS]
     if ret != sorted(ret):
         raise ConfigError("retention: coarser tiers must be kept at least as long as finer ones")
-    return AggregatorConfig(values, path)
+    return AggregatorConfig(values, path, tables)

@@ -62,6 +62,7 @@ class Ingest:
     states: dict[str, HostState] = field(default_factory=dict)
     inflight: dict[int, int] = field(default_factory=dict)
     queued_samples: int = 0
+    observers: list[Callable[[str, Batch, int], None]] = field(default_factory=list)  # after each commit
     decoding: int = 0
     decoder: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgewatch-decode")
@@ -242,6 +243,8 @@ async def _store(
         if result.dropped_old:
             ing.dropped.inc(result.dropped_old)
         ing.state(host.name).update(batch)
+        for observe in ing.observers:
+            observe(host.name, batch, now)
     ing.latency.observe(time.perf_counter() - started)
     return web.json_response({"ack": batch.seq, "commands": []})
 

@@ -22,11 +22,15 @@ from typing import Any
 
 from aiohttp import web
 
+from edgewatch.protocol import Batch
 from edgewatch.protocol.settings import ConfigError
 
-from . import api, ingest, keys
+from . import alertapi, api, ingest, keys
+from .alertengine import Engine, load_states
+from .alertstate import AlertState, Transition
 from .config import DEFAULT_PATH, AggregatorConfig, load
 from .metrics import Registry
+from .rules import RuleError, load_rules
 from .store import Store
 
 log = logging.getLogger("edgewatch.aggregator")
@@ -77,6 +81,58 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except Exception:
         log.exception("handler failed path=%s", request.path)
         return web.json_response({"error": "the aggregator hit an internal error; see its log"}, status=500)
+
+
+async def start_alerting(
+    app: web.Application, config: AggregatorConfig, wall: Callable[[], float]
+) -> alertapi.Alerting:
+    """The rule engine with the rules file and the alerts that were pending or firing at the last stop."""
+    store, ing = app[STORE], app[ingest.INGEST]
+    tasks: set[asyncio.Task[None]] = set()
+
+    def notify(state: AlertState, transition: Transition, annotations: dict[str, str], now_ms: int) -> None:
+        log.info(
+            "alert rule=%s host=%s %s->%s level=%s summary=%r",
+            state.rule,
+            state.labels.get("host", ""),
+            transition.from_state,
+            transition.to_state,
+            transition.level,
+            annotations.get("summary", ""),
+        )
+
+    al = alertapi.Alerting(
+        Engine(load_rules("", defaults={}), store.write, notify), Path(config["alerts.rules_file"])
+    )
+    al.engine.rules = al.load_file()
+    al.engine.load(await store.readers.run(load_states))
+    for name, last_seen, interval in await store.readers.run(
+        lambda conn: conn.execute(
+            "SELECT name, last_seen_ms, interval_ms FROM hosts WHERE revoked_ms IS NULL"
+        ).fetchall()
+    ):
+        state = ing.state(name)
+        state.last_seen_ms, state.interval_ms = last_seen, interval
+
+    def observe(host: str, batch: Batch, now_ms: int) -> None:
+        if al.engine.observe(host, batch, now_ms):
+            task = asyncio.create_task(al.engine.flush())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    ing.observers.append(observe)
+    return al
+
+
+async def _alert_timer(app: web.Application, interval: float, wall: Callable[[], float]) -> None:
+    al, ing = app[alertapi.ALERTING], app[ingest.INGEST]
+    while True:
+        await asyncio.sleep(interval)
+        hosts = {name: (s.last_seen_ms, s.interval_ms) for name, s in ing.states.items()}
+        try:
+            await al.engine.tick(int(wall() * 1000), hosts)
+        except Exception:
+            log.exception("alert evaluation failed; retrying at the next interval")
 
 
 def make_app(
@@ -133,6 +189,16 @@ def make_app(
         store.close()
         log.info("storage closed")
 
+    async def alerting(app: web.Application) -> AsyncIterator[None]:
+        al = await start_alerting(app, config, wall)
+        app[alertapi.ALERTING] = al
+        task = asyncio.create_task(_alert_timer(app, float(config["alerts.interval"]), wall))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await al.engine.flush()
+
     async def background(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance(app, config, wall)) if maintenance else None
         yield
@@ -142,6 +208,7 @@ def make_app(
                 await task
 
     app.cleanup_ctx.append(storage)
+    app.cleanup_ctx.append(alerting)
     app.cleanup_ctx.append(background)
     app[api.API] = api.Api(
         retention_s=config.retention,
@@ -164,6 +231,11 @@ ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("GET", "/api/v1/summary", api.summary_),
     ("GET", "/api/v1/patterns", api.patterns_),
     ("GET", "/api/v1/export", api.export),
+    ("GET", "/api/v1/alerts", alertapi.alerts),
+    ("GET", "/api/v1/alerts/history", alertapi.history),
+    ("POST", "/api/v1/alerts/{fingerprint}/ack", alertapi.ack),
+    ("GET", "/api/v1/rules", alertapi.rules),
+    ("POST", "/api/v1/rules/reload", alertapi.reload),
     ("GET", "/metrics", api.metrics),
     ("GET", "/healthz", api.healthz),
 )
@@ -217,6 +289,16 @@ async def serve(config: AggregatorConfig, *, ready: Callable[[str], None] | None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload_rules() -> None:
+        try:
+            count, retired = app[alertapi.ALERTING].reload(int(time.time() * 1000))
+        except RuleError as exc:
+            log.error("rules not reloaded: %s; the running rules stay in force", exc)
+        else:
+            log.info("rules reloaded rules=%d retired=%d", count, retired)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_rules)
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()
@@ -260,8 +342,13 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"edgewatch aggregator: {exc}", file=sys.stderr)
         return 2
+    try:
+        rules = alertapi.Alerting.load_rules_file(Path(config["alerts.rules_file"]))
+    except RuleError as exc:
+        print(f"edgewatch aggregator: {exc}", file=sys.stderr)
+        return 2
     if args.check_config:
-        print(json.dumps(config.values, indent=2, sort_keys=True))
+        print(json.dumps({**config.values, "rules": len(rules)}, indent=2, sort_keys=True))
         return 0
     setup_logging(config["log_level"], config["log_format"])
     try:

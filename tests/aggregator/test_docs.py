@@ -46,3 +46,10 @@ def test_every_admin_verb_is_documented() -> None:
     doc = _section((DOCS / "aggregator.md").read_text(), "## Admin")
     documented = set(re.findall(r"`([a-z]+-[a-z]+)", doc))
     assert set(verbs) <= documented, set(verbs) - documented
+
+
+def test_every_config_table_is_documented() -> None:
+    from edgewatch.aggregator.config import TABLES
+
+    doc = _section((DOCS / "aggregator.md").read_text(), "## Settings")
+    assert set(re.findall(r"^\| `\[\[?(\w+)\]\]?` \|", doc, re.MULTILINE)) == set(TABLES)

@@ -1,0 +1,209 @@
+"""The alerts API: active alerts and their history, ack, and the rules with their state.
+
+Reading needs the viewer role, acking the operator role, reloading rules the admin role. Every
+ack and reload is written to the audit log and the alert's history with who did it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import accounts
+from .alertengine import Engine, log_event, persist
+from .alertstate import AlertState
+from .api import API, caller, requires
+from .ingest import INGEST, error
+from .rules import RuleError, RuleSet, load_rules
+
+LEVEL_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+
+
+@dataclass
+class Alerting:
+    engine: Engine
+    rules_file: Path
+    on_ack: Callable[[str], None] = lambda fingerprint: None
+    reloads: int = 0
+    last_error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def load_file(self) -> RuleSet:
+        return self.load_rules_file(self.rules_file)
+
+    @staticmethod
+    def load_rules_file(path: Path) -> RuleSet:
+        """The rules of ``path`` (the defaults alone when it does not exist); ``RuleError``."""
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RuleError(f"rules file {path} cannot be read: {exc}") from None
+        return load_rules(text)
+
+    def reload(self, now_ms: int) -> tuple[int, int]:
+        """Load the rules file again; a bad file raises ``RuleError`` and the running rules stay."""
+        rules = self.load_file()
+        retired = self.engine.reload(rules, now_ms)
+        self.reloads += 1
+        return len(rules), retired
+
+
+ALERTING = web.AppKey("alerting", Alerting)
+
+
+def _alert_json(state: AlertState, engine: Engine) -> dict[str, Any]:
+    rule = engine.rules.get(state.rule)
+    severity = rule.severity_of(state.level) if rule else (state.level or "")
+    return {**state.to_dict(), "host": state.labels.get("host", ""), "severity": severity}
+
+
+def _matches(item: dict[str, Any], query: Any) -> bool:
+    level = query.get("level")
+    if level and LEVEL_RANK.get(item["severity"], -1) < LEVEL_RANK.get(level, 99):
+        return False
+    return all(not query.get(k) or item[k] == query.get(k) for k in ("host", "rule"))
+
+
+@requires("viewer")
+async def alerts(request: web.Request) -> web.StreamResponse:
+    """Alerts: active (pending and firing) by default; ``state``, ``level`` (at least), ``host``, ``rule``."""
+    al = request.app[ALERTING]
+    q = request.query
+    state = q.get("state", "active")
+    if state not in ("active", "pending", "firing", "resolved", "all"):
+        return error(400, f"state={state!r} is unknown; use active, pending, firing, resolved or all")
+    if q.get("level") and q["level"] not in LEVEL_RANK:
+        return error(400, f"level={q['level']!r} is unknown; use info, warning, error or critical")
+    items = [_alert_json(s, al.engine) for s in al.engine.active()]
+    if state in ("resolved", "all"):
+
+        def stored(conn: sqlite3.Connection) -> list[str]:
+            return [
+                r[0] for r in conn.execute("SELECT state FROM alerts WHERE status = 'resolved' LIMIT 10000")
+            ]
+
+        rows = await request.app[INGEST].store.readers.run(stored)
+        resolved = [_alert_json(AlertState.from_dict(json.loads(t)), al.engine) for t in rows]
+        items = resolved if state == "resolved" else items + resolved
+    elif state != "active":
+        items = [i for i in items if i["state"] == state]
+    items = [i for i in items if _matches(i, q)]
+    items.sort(key=lambda i: (-LEVEL_RANK.get(i["severity"], 0), i["host"], i["rule"]))
+    return web.json_response({"alerts": items})
+
+
+@requires("viewer")
+async def history(request: web.Request) -> web.StreamResponse:
+    """Transitions, notifications, deliveries, acks; by ``fingerprint``, ``host``, ``rule``, ``kind``."""
+    q = request.query
+    where, params = [], []
+    for key in ("fingerprint", "host", "rule", "kind"):
+        if q.get(key):
+            where.append(f"{key} = ?")
+            params.append(q[key])
+    try:
+        limit = min(int(q.get("limit", "500")), 10_000)
+    except ValueError:
+        return error(400, "limit must be a whole number")
+    sql = "SELECT fingerprint, rule, host, at, kind, level, detail FROM alert_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+
+    def work(conn: sqlite3.Connection) -> list[Any]:
+        return conn.execute(sql, (*params, limit)).fetchall()
+
+    rows = await request.app[INGEST].store.readers.run(work)
+    keys = ("fingerprint", "rule", "host", "at", "kind", "level")
+    return web.json_response(
+        {"history": [{**dict(zip(keys, r[:6])), "detail": json.loads(r[6])} for r in rows]}
+    )
+
+
+@requires("operator")
+async def ack(request: web.Request) -> web.StreamResponse:
+    """Acknowledge a firing alert with a comment: no more repeats or escalation for it."""
+    al = request.app[ALERTING]
+    fp = request.match_info["fingerprint"]
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("comment", ""), str):
+        return error(400, 'send a JSON object like {"comment": "looking into it"}')
+    state = al.engine.states.get(fp)
+    if state is None or state.state != "firing":
+        return error(404, f"no firing alert has the fingerprint {fp!r}; see /api/v1/alerts")
+    who = await caller(request)
+    actor = f"token:{who.name or who.id}" if who else "unknown"
+    now = request.app[API].now_ms()
+    comment = str(body.get("comment", ""))[:1000]
+    acked = dataclasses.replace(state, acked_by=actor, acked_at=now, ack_comment=comment)
+    al.engine.states[fp] = acked
+
+    def write(conn: sqlite3.Connection) -> None:
+        persist(conn, [(acked, [])])
+        log_event(conn, acked, now, "ack", level=acked.level, detail={"by": actor, "comment": comment})
+        accounts.audit(conn, now, actor, "ack", fingerprint=fp, rule=acked.rule, comment=comment)
+
+    await request.app[INGEST].store.write(write)
+    al.on_ack(fp)
+    return web.json_response({"alert": _alert_json(acked, al.engine)})
+
+
+@requires("viewer")
+async def rules(request: web.Request) -> web.StreamResponse:
+    """The rules in force, each with how many of its alerts are pending and firing."""
+    al = request.app[ALERTING]
+    counts: dict[str, dict[str, int]] = {}
+    for s in al.engine.active():
+        c = counts.setdefault(s.rule, {"pending": 0, "firing": 0})
+        c[s.state] += 1
+    out = []
+    for rule in al.engine.rules:
+        out.append(
+            {
+                "name": rule.name,
+                "kind": rule.kind,
+                "enabled": rule.enabled,
+                "metric": rule.metric,
+                "reducer": rule.reducer,
+                "window_s": rule.window_s,
+                "op": rule.op,
+                "warning": rule.warning,
+                "critical": rule.critical,
+                "clear": rule.clear,
+                "for_s": rule.for_s,
+                "severity": dict(rule.severity),
+                "alerts": counts.get(rule.name, {"pending": 0, "firing": 0}),
+            }
+        )
+    return web.json_response({"rules": out, "file": str(al.rules_file), "reloads": al.reloads})
+
+
+@requires("admin")
+async def reload(request: web.Request) -> web.StreamResponse:
+    """Read the rules file again; a bad rule is a 400 naming it, and the running rules stay."""
+    al = request.app[ALERTING]
+    now = request.app[API].now_ms()
+    try:
+        count, retired = al.reload(now)
+    except RuleError as exc:
+        al.last_error = str(exc)
+        return error(400, f"{exc}; the running rules stay in force")
+    who = await caller(request)
+    actor = f"token:{who.name or who.id}" if who else "unknown"
+    await request.app[INGEST].store.write(
+        lambda conn: accounts.audit(conn, now, actor, "reload-rules", rules=count, retired=retired)
+    )
+    await al.engine.flush()
+    return web.json_response({"rules": count, "retired": retired})
