@@ -43,6 +43,7 @@ class SeriesIds:
     def __init__(self) -> None:
         self._ids: dict[tuple[int, str, str], SeriesInfo] = {}
         self._by_id: dict[int, SeriesInfo] = {}
+        self._fast: dict[tuple[int, Series], int] = {}  # (host, definition) -> id, skips labels_key
 
     def load(self, conn: sqlite3.Connection) -> None:
         for sid, host, name, labels, kind, precision in conn.execute(
@@ -59,7 +60,12 @@ class SeriesIds:
         self, conn: sqlite3.Connection, host: int, series: Sequence[Series], undo: list[Undo]
     ) -> list[int]:
         out = []
+        fast = self._fast
         for s in series:
+            sid = fast.get((host, s))
+            if sid is not None:
+                out.append(sid)
+                continue
             key = (host, s.name, labels_key(s.labels))
             info = self._ids.get(key)
             kind, precision = int(s.kind), s.precision
@@ -77,6 +83,8 @@ class SeriesIds:
                 )
                 self._set(key, SeriesInfo(info.id, kind, precision), info, undo)
                 info = self._ids[key]
+            else:
+                fast[(host, s)] = info.id  # known and unchanged: the next frames take the fast path
             out.append(info.id)
         return out
 
@@ -85,8 +93,10 @@ class SeriesIds:
     ) -> None:
         self._ids[key] = info
         self._by_id[info.id] = info
+        self._fast.clear()  # rebuilt as frames come; never holds an id a rollback took back
 
         def back() -> None:
+            self._fast.clear()
             if old is None:
                 self._ids.pop(key, None)
                 self._by_id.pop(info.id, None)

@@ -11,7 +11,7 @@ into chunks (``Tier.chunk_ms``) later, so a 30-day query reads a few rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from edgewatch.protocol import Kind
@@ -26,7 +26,7 @@ from .rollup import (
     chunk_replace,
     decode_chunk,
     encode_chunk,
-    merge_maps,
+    merge,
     rates,
     rebucket,
     rollup,
@@ -38,12 +38,14 @@ Buckets = dict[int, dict[int, Agg]]  # series id -> bucket start -> aggregate
 Block = tuple[list[int], dict[int, list[Value]]]
 
 
-def fold_recent(rows: Sequence[bytes]) -> Block:
+def fold_recent(rows: Sequence[bytes], only: Collection[int] | None = None) -> Block:
     """The samples of ``recent`` rows as one block; a later row wins for the same series and time."""
     by_sid: dict[int, dict[int, Value]] = {}
     for data in rows:
         ts, sids, cols = decode_recent(data)
         for sid, col in zip(sids, cols):
+            if only is not None and sid not in only:
+                continue
             target = by_sid.setdefault(sid, {})
             for t, v in zip(ts, col):
                 if v is not None:
@@ -72,14 +74,20 @@ def read_tier(
 ) -> Buckets:
     out: Buckets = {}
     for (data,) in conn.execute(
-        "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t1 > ? AND t0 < ? ORDER BY t0",
-        (tier.id, host, start, end),
+        "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ? AND t1 > ? ORDER BY t0",
+        (tier.id, host, start - tier.chunk_ms, end, start),
     ):
         for sid, buckets in decode_chunk(data, only).items():
-            inside = {b: agg for b, agg in buckets.items() if start <= b < end}
-            if inside:
-                out[sid] = merge_maps(out[sid], inside) if sid in out else inside
-    return out
+            merge_into(out.setdefault(sid, {}), buckets, start, end)
+    return {sid: b for sid, b in out.items() if b}
+
+
+def merge_into(target: dict[int, Agg], buckets: Mapping[int, Agg], start: int, end: int) -> None:
+    """Add the buckets in ``[start, end)`` to ``target`` in place (the decoded Aggs are fresh)."""
+    for b, agg in buckets.items():
+        if start <= b < end:
+            have = target.get(b)
+            target[b] = agg if have is None else merge(have, agg)
 
 
 def store_tier(
@@ -201,12 +209,12 @@ def merge_candidates(conn: sqlite3.Connection, now_ms: int) -> list[tuple[Tier, 
     out = []
     for tier in TIERS[1:]:
         c = tier.chunk_ms
-        for host, chunk, count, last in conn.execute(
-            "SELECT host, (t0 / ?) * ? AS chunk, count(*), max(t1) FROM rollups WHERE tier = ?"
+        for host, chunk, count in conn.execute(
+            "SELECT host, (t0 / ?) * ? AS chunk, count(*) FROM rollups WHERE tier = ?"
             " GROUP BY host, chunk HAVING count(*) > 1",
             (c, c, tier.id),
         ):
-            if count >= MERGE_AT or (last >= chunk + c and chunk + c + BLOCK_MS <= now_ms):
+            if count >= MERGE_AT or chunk + c + BLOCK_MS <= now_ms:
                 out.append((tier, host, chunk))
     return out
 

@@ -19,9 +19,9 @@ from typing import Any
 from edgewatch.protocol import Kind
 
 from .blockcodec import decode_block
-from .compaction import fold_recent, read_tier
+from .compaction import fold_recent, merge_into, read_tier
 from .frames import Value
-from .rollup import Agg, merge_maps, rates, rebucket, rollup
+from .rollup import Agg, rates, rebucket, rollup
 from .schema import BLOCK_MS, RAW, TIERS, Tier
 
 NATIVE_MS = 10_000  # the agents' default interval: raw data is this fine
@@ -108,12 +108,12 @@ def choose_tier(
 
 
 def _head(
-    conn: sqlite3.Connection, host: int, start: int, end: int
+    conn: sqlite3.Connection, host: int, start: int, end: int, sids: set[int]
 ) -> tuple[list[int], dict[int, list[Value]]]:
     rows = conn.execute(
         "SELECT data FROM recent WHERE host = ? AND t1 >= ? AND t0 < ? ORDER BY id", (host, start, end)
     ).fetchall()
-    return fold_recent([r[0] for r in rows])
+    return fold_recent([r[0] for r in rows], sids)
 
 
 def raw_samples(
@@ -131,7 +131,7 @@ def raw_samples(
             for t, v in zip(times, col):
                 if v is not None and start <= t < end:
                     target[t] = v
-    times, cols = _head(conn, host, start, end)
+    times, cols = _head(conn, host, start, end, sids)
     for sid, col in cols.items():
         if sid in merged:
             target = merged[sid]
@@ -151,7 +151,7 @@ def tier_buckets(
     """Buckets of ``tier`` in ``[start, end)`` per series: rollup rows plus uncompacted frames."""
     sids = {s.id for s in series}
     out = read_tier(conn, tier, host, start, end, only=sids)
-    times, cols = _head(conn, host, start, end)
+    times, cols = _head(conn, host, start, end, sids)
     kinds = {s.id: s.kind for s in series}
     for sid, col in cols.items():
         if sid not in sids:
@@ -161,10 +161,8 @@ def tier_buckets(
             head = rollup(rt, list(rv), tier.res_ms)
         else:
             head = rollup(times, col, tier.res_ms)
-        head = {b: a for b, a in head.items() if start <= b < end}
-        if head:
-            out[sid] = merge_maps(out[sid], head) if sid in out else head
-    return out
+        merge_into(out.setdefault(sid, {}), head, start, end)
+    return {sid: b for sid, b in out.items() if b}
 
 
 def _finite(v: float) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -281,6 +282,11 @@ async def serve(config: AggregatorConfig, *, ready: Callable[[str], None] | None
         context.load_cert_chain(config["tls_cert"], config["tls_key"])
     site = web.TCPSite(runner, host, port, ssl_context=context, backlog=1024)
     await site.start()
+    # The catalogs loaded at start are long-lived: keep the collector from walking them again and
+    # again (each full pass over a large fleet's series cost ~80 ms of every query it interrupted).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     url = f"{'https' if context else 'http'}://{host}:{port}"
     log.info("serving url=%s", url)
     if ready is not None:
