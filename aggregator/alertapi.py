@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,7 @@ class Alerting:
     rules_file: Path
     on_ack: Callable[[str], None] = lambda fingerprint: None
     reloads: int = 0
-    last_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    last_error: str = ""  # why the last reload was refused ("" when it was not)
 
     def load_file(self) -> RuleSet:
         return self.load_rules_file(self.rules_file)
@@ -187,7 +186,9 @@ async def rules(request: web.Request) -> web.StreamResponse:
                 "alerts": counts.get(rule.name, {"pending": 0, "firing": 0}),
             }
         )
-    return web.json_response({"rules": out, "file": str(al.rules_file), "reloads": al.reloads})
+    return web.json_response(
+        {"rules": out, "file": str(al.rules_file), "reloads": al.reloads, "last_error": al.last_error}
+    )
 
 
 @requires("admin")
@@ -197,6 +198,7 @@ async def reload(request: web.Request) -> web.StreamResponse:
     now = request.app[API].now_ms()
     try:
         count, retired = al.reload(now)
+        al.last_error = ""
     except RuleError as exc:
         al.last_error = str(exc)
         return error(400, f"{exc}; the running rules stay in force")
