@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from edgewatch.protocol import Batch, Event, Kind, Series, Value
 from edgewatch.protocol.version import __version__
+
+from .simsignals import Signal, Trig, kib, overlap, quantize, unit_random
 
 DAY = 86_400.0
 SCENARIOS = ("cpu-spike", "memory-leak", "disk-fill", "service-down", "silent", "flapping")
@@ -84,113 +86,6 @@ SYSTEMS = (
     ("Rocky Linux 9.4 (Blue Onyx)", "5.14.0-427.13.1.el9_4.x86_64"),
 )
 _NOISE = ((0.015, 13.7), (0.02, 47.0), (0.025, 190.0), (0.03, 1170.0), (0.04, 5400.0))  # amplitude, s
-_MASK = (1 << 64) - 1
-
-
-def _unit(seed: int, key: int, n: int) -> float:
-    """A number in [0, 1) that depends only on (seed, key, n): splitmix64 of the three."""
-    x = seed ^ (key << 56) ^ (n & _MASK)
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return (x ^ (x >> 31)) / 18446744073709551616.0
-
-
-def _q(x: float, precision: int) -> float:
-    """``x`` exactly as a series of this precision carries it (what the receiver decodes)."""
-    scale = 10**precision
-    return round(x * scale) / scale
-
-
-def _kb(x: float) -> int:
-    """Bytes as /proc/meminfo counts them: whole KiB."""
-    return max(0, int(x)) // 1024 * 1024
-
-
-def _overlap(s: float, e: float, t0: float, t1: float) -> float:
-    """Seconds of ``[s, e)`` inside ``[t0, t1)``."""
-    return max(0.0, min(e, t1) - max(s, t0))
-
-
-class Trig:
-    """``const + Σ a·cos(w·t + p)``, t in seconds: values and exact integrals in closed form."""
-
-    __slots__ = ("const", "terms")
-
-    def __init__(self, const: float = 0.0, terms: Iterable[tuple[float, float, float]] = ()) -> None:
-        self.const = const
-        self.terms = tuple(t for t in terms if t[0])
-
-    @classmethod
-    def wave(cls, amp: float, period: float, phase: float = 0.0) -> Trig:
-        return cls(0.0, ((amp, 2 * math.pi / period, phase),))
-
-    def at(self, t: float) -> float:
-        v, cos = self.const, math.cos
-        for a, w, p in self.terms:
-            v += a * cos(w * t + p)
-        return v
-
-    def integral(self, t0: float, t1: float) -> float:
-        v, sin = self.const * (t1 - t0), math.sin
-        for a, w, p in self.terms:
-            v += a / w * (sin(w * t1 + p) - sin(w * t0 + p))
-        return v
-
-    def bounds(self) -> tuple[float, float]:
-        """Lowest and highest values it can take (or beyond: the terms' peaks may never meet)."""
-        spread = sum(abs(a) for a, _, _ in self.terms)
-        return self.const - spread, self.const + spread
-
-    def __add__(self, other: Trig | float) -> Trig:
-        if isinstance(other, Trig):
-            return Trig(self.const + other.const, self.terms + other.terms)
-        return Trig(self.const + other, self.terms)
-
-    def __mul__(self, other: Trig | float) -> Trig:
-        if not isinstance(other, Trig):
-            return Trig(self.const * other, ((a * other, w, p) for a, w, p in self.terms))
-        const = self.const * other.const
-        terms = [(a * other.const, w, p) for a, w, p in self.terms]
-        terms += [(a * self.const, w, p) for a, w, p in other.terms]
-        for a1, w1, p1 in self.terms:  # cos x cos y = (cos(x - y) + cos(x + y)) / 2
-            for a2, w2, p2 in other.terms:
-                for w, p in ((w1 - w2, p1 - p2), (w1 + w2, p1 + p2)):
-                    if abs(w) < 1e-12:
-                        const += a1 * a2 / 2 * math.cos(p)
-                    else:
-                        terms.append((a1 * a2 / 2, abs(w), p if w > 0 else -p))
-        return Trig(const, terms)
-
-
-class Signal:
-    """A ``Trig`` replaced by other ``Trig``s in windows ``[start, end)`` (the scenarios)."""
-
-    __slots__ = ("base", "windows")
-
-    def __init__(self, base: Trig, windows: tuple[tuple[float, float, Trig], ...] = ()) -> None:
-        self.base = base
-        self.windows = windows
-
-    def integral(self, t0: float, t1: float) -> float:
-        total, cursor = 0.0, t0
-        for s, e, trig in self.windows:
-            if e <= cursor or s >= t1:
-                continue
-            if s > cursor:
-                total += self.base.integral(cursor, s)
-            cursor, end = max(s, cursor), min(e, t1)
-            total += trig.integral(cursor, end)
-            cursor = end
-        return total + (self.base.integral(cursor, t1) if cursor < t1 else 0.0)
-
-    def override(self, start: float, end: float, trig: Trig) -> Signal:
-        """This signal with ``trig`` from ``start`` to ``end`` where no earlier window is."""
-        pieces = [(start, end)]
-        for s, e, _ in self.windows:
-            pieces = [p for a, b in pieces for p in ((a, min(b, s)), (max(a, e), b)) if p[0] < p[1]]
-        windows = sorted(self.windows + tuple((a, b, trig) for a, b in pieces), key=lambda w: w[0])
-        return Signal(self.base, tuple(windows))
 
 
 class Scenario(NamedTuple):
@@ -373,7 +268,7 @@ class SimHost:
 
     def tick_time(self, k: int) -> int:
         """Timestamp (ms) of sample number ``k``: the interval grid, shifted by the phase, jittered."""
-        return k * self._interval_ms + self._phase_ms + int(self._jitter_ms * _unit(self.seed, 1, k))
+        return k * self._interval_ms + self._phase_ms + int(self._jitter_ms * unit_random(self.seed, 1, k))
 
     def first_tick(self, at_ms: int) -> int:
         """The number of the first sample whose grid time is at or after ``at_ms``."""
@@ -424,7 +319,7 @@ class SimHost:
 
     def _restart_at(self, unit: int, k: int) -> float:
         gap, phase = self._restarts[unit]
-        return phase + (k + 0.5 * _unit(self.seed, 2 + unit, k)) * gap
+        return phase + (k + 0.5 * unit_random(self.seed, 2 + unit, k)) * gap
 
     def _restarts_until(self, unit: int, t: float) -> int:
         """Restarts of ``unit`` at or before ``t``, counted from an arbitrary origin."""
@@ -502,7 +397,11 @@ class SimHost:
         t = now_ms / 1000
         boot = self.boot_time(t)
         span = max(min(self.interval_s, t - boot), 0.001)
-        noise = (_unit(self.seed, 5, now_ms), _unit(self.seed, 6, now_ms), _unit(self.seed, 7, now_ms))
+        noise = (
+            unit_random(self.seed, 5, now_ms),
+            unit_random(self.seed, 6, now_ms),
+            unit_random(self.seed, 7, now_ms),
+        )
         act_now = max(0.0, self.activity.integral(t - span, t) / span)
         at = _At(t, boot, span, self._cpu.integral(boot, t), self.activity.integral(boot, t), act_now, noise)
         out: list[Value] = []
@@ -524,32 +423,38 @@ class SimHost:
             used = cpu + dev.integral(boot, t)  # user nice system idle iowait irq softirq steal
             seconds = (0.7 * used, 0.01 * used, 0.22 * used, up - used - iowait - steal, iowait,
                        0.01 * used, 0.06 * used, steal)  # fmt: skip
-            out += [_q(s, 2) for s in seconds]
+            out += [quantize(s, 2) for s in seconds]
             usage.append((recent + dev.integral(t - span, t) + s_recent) / span)
         out += [int(self.cpus * (900 * up + 12000 * cpu)), int(self.cpus * (400 * up + 6000 * cpu))]
         running, blocked = max(1, int(self.cpus * recent / span * 1.3 + n)), int(w_recent / span * 60 * n)
         out += [int(1.5 * up + 8 * self.cpus * cpu), running, blocked, self.cpus]
         busy = sum(usage) / len(usage)
-        out += [_q(min(100.0, 100 * u), 1) for u in (*usage, busy)]
-        out += [_q(100 * w_recent / span, 1), _q(100 * s_recent / span, 1)]
+        out += [quantize(min(100.0, 100 * u), 1) for u in (*usage, busy)]
+        out += [quantize(100 * w_recent / span, 1), quantize(100 * s_recent / span, 1)]
         for minutes in (1, 5, 15):
             start = max(boot, t - 60 * minutes)
             avg = self._cpu.integral(start, t) / max(t - start, 0.001)
-            out.append(_q(self.cpus * avg * 1.05 + 0.05 * n, 2))
+            out.append(quantize(self.cpus * avg * 1.05 + 0.05 * n, 2))
         return busy, running, blocked
 
     def _sample_memory(self, out: list[Value], at: _At) -> None:
         total, leak, up = self.memory_bytes, self._leak(at.t), at.t - at.boot
         used_share = self._memory.at(at.t)
-        avail = _kb(total * (1 - used_share - (0.975 - used_share) * leak))
-        swap_used = _kb(self.swap_bytes * (0.03 + 0.01 * math.sin(at.t / 7200) + 0.6 * leak))
-        shmem, sreclaimable = _kb(total * 0.012), _kb(avail * 0.06)
-        cached = _kb(avail * 0.5) + shmem
+        avail = kib(total * (1 - used_share - (0.975 - used_share) * leak))
+        swap_used = kib(self.swap_bytes * (0.03 + 0.01 * math.sin(at.t / 7200) + 0.6 * leak))
+        shmem, sreclaimable = kib(total * 0.012), kib(avail * 0.06)
+        cached = kib(avail * 0.5) + shmem
         used = total - avail
-        out += [total, _kb(avail * 0.32), avail, _kb(avail * 0.04), cached, _kb(swap_used * 0.05)]
-        out += [_kb(used * 0.55 + cached * 0.45), _kb(used * 0.25 + cached * 0.5), self.swap_bytes]
-        out += [self.swap_bytes - swap_used, _kb(total * 2e-4 * (1 + at.noise[0])), shmem]
-        out += [sreclaimable + _kb(total * 0.008), sreclaimable, used, _q(100 * used / total, 1), swap_used]
+        out += [total, kib(avail * 0.32), avail, kib(avail * 0.04), cached, kib(swap_used * 0.05)]
+        out += [kib(used * 0.55 + cached * 0.45), kib(used * 0.25 + cached * 0.5), self.swap_bytes]
+        out += [self.swap_bytes - swap_used, kib(total * 2e-4 * (1 + at.noise[0])), shmem]
+        out += [
+            sreclaimable + kib(total * 0.008),
+            sreclaimable,
+            used,
+            quantize(100 * used / total, 1),
+            swap_used,
+        ]
         out += [int(0.01 * up + at.cpu), int(0.02 * up + 2 * at.cpu), int(0.3 * up + 20 * at.cpu)]
 
     def _sample_storage(self, out: list[Value], at: _At) -> None:
@@ -567,23 +472,23 @@ class SimHost:
             avail = max(0, free - f.reserved)
             files = f.size // 16384
             out += [0, f.size, free, avail, files, files - int(files * (0.02 + 0.3 * used / f.size)), 0]
-            out.append(_q(100 * used / (used + avail), 1))
+            out.append(quantize(100 * used / (used + avail), 1))
         for d in self._disks:
             read = d.scale * (0.4 * at.act + 0.05 * (t - boot))
             written = d.scale * (0.6 * at.act + 0.1 * (t - boot)) + d.wave.integral(boot, t)
-            written += sum(rate * _overlap(s, e, boot, t) for s, e, rate in d.fills)
+            written += sum(rate * overlap(s, e, boot, t) for s, e, rate in d.fills)
             busy = (
-                0.12 * at.act + 0.01 * (t - boot) + 0.25 * sum(_overlap(s, e, boot, t) for s, e, _ in d.fills)
+                0.12 * at.act + 0.01 * (t - boot) + 0.25 * sum(overlap(s, e, boot, t) for s, e, _ in d.fills)
             )
             recent = (
                 0.12 * at.act_now
                 + 0.01
-                + 0.25 * sum(_overlap(s, e, t - span, t) for s, e, _ in d.fills) / span
+                + 0.25 * sum(overlap(s, e, t - span, t) for s, e, _ in d.fills) / span
             )
             reads, writes = read / d.read_size, written / d.write_size
             out += [int(reads), int(writes), int(read) // 512 * 512, int(written) // 512 * 512]
-            out += [_q(reads * 0.0006, 3), _q(writes * 0.0011, 3), _q(busy, 3)]
-            out += [int(recent * 4 * at.noise[1]), _q(min(100.0, 100 * recent), 1)]
+            out += [quantize(reads * 0.0006, 3), quantize(writes * 0.0011, 3), quantize(busy, 3)]
+            out += [int(recent * 4 * at.noise[1]), quantize(min(100.0, 100 * recent), 1)]
 
     def _sample_rest(self, out: list[Value], at: _At, busy: float, running: int, blocked: int) -> None:
         t, boot, (n1, n2, _), a = at.t, at.boot, at.noise, at.act_now
@@ -598,13 +503,15 @@ class SimHost:
         pids, idle = self._procs + int(30 * a + 6 * n2), 40 + 8 * self.cpus
         out += [running, pids - running - blocked - idle - 1, blocked, int(n1 < 0.1), 0, idle]
         out += [int(pids * (3.1 + 0.4 * a)), pids]
-        out += [_q(busy * 100 * self.cpus * share * (0.9 + 0.2 * n1), 1) for share in (0.45, 0.15, 0.05)]
+        out += [
+            quantize(busy * 100 * self.cpus * share * (0.9 + 0.2 * n1), 1) for share in (0.45, 0.15, 0.05)
+        ]
         heap = self.memory_bytes * (0.18 + 0.82 * self._leak(t))  # the leaking process is the biggest
-        out += [_kb(heap), _kb(self.memory_bytes * 0.04), 24 << 20]
+        out += [kib(heap), kib(self.memory_bytes * 0.04), 24 << 20]
         if self.physical:
             package = 33 + 50 * busy + 1.5 * n1
-            out += [_q(package, 1), _q(package - 1 + n2, 1), _q(package - 2 + n1, 1)]
-            out += [_q(38 + 8 * a + n2, 1), _q(package, 1)]
+            out += [quantize(package, 1), quantize(package - 1 + n2, 1), quantize(package - 2 + n1, 1)]
+            out += [quantize(38 + 8 * a + n2, 1), quantize(package, 1)]
         out += [int(boot), int(t - boot)]
         for i, unit in enumerate(self.units):
             down = self._down(unit)
@@ -613,11 +520,11 @@ class SimHost:
             back = sum(1 for _, e in down if boot < e <= t)  # systemd started it again: a restart
             out.append(self._restarts_until(i, t) - self._restarts_until(i, boot) + back)
         failing = any(s <= t < e for s, e in self._down(self.units[0]))
-        latency = None if failing else _q(self._check_latency * (1 + 2 * busy) * (0.8 + 0.4 * n2), 3)
+        latency = None if failing else quantize(self._check_latency * (1 + 2 * busy) * (0.8 + 0.4 * n2), 3)
         out += [int(not failing), latency, 0 if failing else 200]
         if self.check_url.startswith("https"):  # a 90-day certificate renewed 30 days before it expires
-            out.append(_q(90 - 60 * (((t + self._cert_phase) / (60 * DAY)) % 1.0), 1))
-        out += [(15 << 20) + (int(n1 * 256) << 12), _q(0.0004 * (t - boot) + 0.002 * at.cpu, 2)]
+            out.append(quantize(90 - 60 * (((t + self._cert_phase) / (60 * DAY)) % 1.0), 1))
+        out += [(15 << 20) + (int(n1 * 256) << 12), quantize(0.0004 * (t - boot) + 0.002 * at.cpu, 2)]
 
 
 def _change(unit: str, before: str, after: str, *, restarted: bool = False) -> dict[str, str | bool]:
