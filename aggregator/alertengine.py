@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ log = logging.getLogger("edgewatch.aggregator.alerts")
 SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]  # host, metric, labels
 Notify = Callable[[AlertState, Transition, dict[str, str], int], None]
 Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+MAX_IDENTS = 1_000_000  # cached alert identities before the cache starts over
 MAX_WINDOW_S = 24 * 3600.0  # longest window kept in memory; longer ones are not evaluated on arrival
 
 
@@ -92,6 +94,8 @@ class Engine:
     evaluations: int = 0
     seconds: float = 0.0
     _pending: list[tuple[AlertState, list[Transition]]] = field(default_factory=list)
+    # (rule, series) -> the alert's labels and fingerprint; rules change only by reload
+    _idents: dict[tuple[str, SeriesKey], tuple[dict[str, str], str]] = field(default_factory=dict)
 
     def load(self, states: Iterable[AlertState]) -> None:
         for s in states:
@@ -101,6 +105,7 @@ class Engine:
 
     def observe(self, host: str, batch: Batch, now_ms: int) -> list[Transition]:
         """Keep the samples rules read and evaluate the rules they touch; returns the transitions."""
+        started = time.perf_counter()
         touched: dict[tuple[str, SeriesKey], Rule] = {}
         for s, column in zip(batch.series, batch.values):
             rules = self.rules.for_metric(s.name)
@@ -131,6 +136,7 @@ class Engine:
         out: list[Transition] = []
         for (_, key), rule in touched.items():
             out += self._evaluate(rule, key, now_ms)
+        self.seconds += time.perf_counter() - started
         return out
 
     def _value(
@@ -156,9 +162,14 @@ class Engine:
     def _evaluate(
         self, rule: Rule, key: SeriesKey, now_ms: int, value: float | None = None, *, given: bool = False
     ) -> list[Transition]:
-        host, _, labels = key
-        alert_labels = rule.alert_labels(host, dict(labels))
-        fp = fingerprint(rule.name, alert_labels)
+        ident = self._idents.get((rule.name, key))
+        if ident is None:
+            if len(self._idents) >= MAX_IDENTS:
+                self._idents.clear()
+            host, _, labels = key
+            alert_labels = rule.alert_labels(host, dict(labels))
+            ident = self._idents[(rule.name, key)] = (alert_labels, fingerprint(rule.name, alert_labels))
+        alert_labels, fp = ident
         if not given:
             value = self._value(rule, key, now_ms)
         state = self.states.get(fp)
@@ -201,6 +212,7 @@ class Engine:
         | None = None,
     ) -> list[Transition]:
         """Absence rules for ``hosts`` (name -> (last seen ms, interval ms)) and z-score rules."""
+        started = time.perf_counter()
         out: list[Transition] = []
         for rule in self.rules.absence:
             for host, (last_seen, interval) in hosts.items():
@@ -216,6 +228,7 @@ class Engine:
                     values = await baseline(rule.metric, key, baseline_hours(now_ms, rule.baseline_days))
                     value = self._value(rule, key, now_ms, values)
                     out += self._evaluate(rule, key, now_ms, value, given=True)
+        self.seconds += time.perf_counter() - started  # baseline reads included
         await self.flush()
         return out
 
@@ -231,6 +244,7 @@ class Engine:
                 self.states.pop(fp, None)
                 retired += 1
         self.rules = rules
+        self._idents.clear()
         return retired
 
     def active(self) -> list[AlertState]:

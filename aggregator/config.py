@@ -78,6 +78,24 @@ SETTINGS: tuple[Setting, ...] = (
         0.1,
         3600,
     ),
+    Setting(
+        "alerts.push",
+        "bool",
+        True,
+        "Send alerts to every subscribed browser (channel push) when no webpush channel is configured.",
+    ),
+    Setting(
+        "alerts.push_subject",
+        "str",
+        "mailto:root@localhost",
+        "Contact for push services (VAPID subject): mailto: of the admin or an https:// URL.",
+    ),
+    Setting(
+        "alerts.push_allow_loopback_http",
+        "bool",
+        False,
+        "Accept http://127.0.0.1 push endpoints (tests and benchmarks only).",
+    ),
 )
 TABLES = {
     "channel": "Notification channels: name, type (webpush, webhook, apprise) and its fields.",
@@ -110,6 +128,16 @@ class AggregatorConfig:
 
     def listen(self) -> tuple[str, int]:
         return parse_listen(self.values["listen"])
+
+    @property
+    def public_url(self) -> str:
+        """``public_url``, or the URL of ``listen`` (https when serving TLS)."""
+        if self.values["public_url"]:
+            return str(self.values["public_url"]).rstrip("/")
+        host, port = self.listen()
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (a wildcard is not a URL)
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.values['tls_cert'] else 'http'}://{host}:{port}"
 
 
 def parse_listen(text: str) -> tuple[str, int]:

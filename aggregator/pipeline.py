@@ -41,6 +41,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -139,13 +140,14 @@ class Pipeline:
         log: LogFn | None = None,
         silences: Callable[[], Iterable[Silence]] = tuple,
         on_gone: GoneFn | None = None,
+        timer: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         for i, r in enumerate(routes, 1):
             if bad := [c for c in (*r.channels, *r.escalate_to) if c not in channels]:
                 raise ValueError(f"route {i}: channels: no channel is named {bad[0]!r}")
         self.channels, self.routes = dict(channels), tuple(routes)
         self.defaults = defaults or NotifyDefaults()
-        self._log, self._silences, self._on_gone = log, silences, on_gone
+        self._log, self._silences, self._on_gone, self._timer = log, silences, on_gone, timer
         self._alerts: dict[str, _Alert] = {}
         self._down: dict[str, set[str]] = {}  # host -> its firing inhibitor alerts
         self._outbox: list[_Message] = []
@@ -416,13 +418,18 @@ class Pipeline:
 
     async def _send(self, m: _Message) -> Delivery:
         notes, channel = [it.note for it in m.items], self.channels[m.channel]
+        started = time.perf_counter()
         try:
             if m.only is not None and channel.kind == "webpush":
-                return await cast(_Targeted, channel).send(notes, only=m.only)
-            return await channel.send(notes)
+                d = await cast(_Targeted, channel).send(notes, only=m.only)
+            else:
+                d = await channel.send(notes)
         except Exception as e:  # a bug in one channel must not stop the others
             log.exception("channel=%s send raised", m.channel)
-            return Delivery(ok=False, detail=one_line(f"the channel failed: {e!r}"))
+            d = Delivery(ok=False, detail=one_line(f"the channel failed: {e!r}"))
+        if self._timer is not None:
+            self._timer(m.channel, time.perf_counter() - started, d.ok)
+        return d
 
     def _apply(self, m: _Message, d: Delivery, now: int) -> None:
         arrived = d.ok or any(p.ok for p in d.parts)
@@ -505,12 +512,21 @@ class Pipeline:
             self._ticking = False
             await self._drain()
 
-    async def run(self, clock: Callable[[], int], *, interval_s: float = 1.0) -> None:
+    async def run(
+        self,
+        clock: Callable[[], int],
+        *,
+        interval_s: float = 1.0,
+        after: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Tick every ``interval_s``, and at once after ``submit`` (a burst of submits within
-        ``COALESCE_S`` shares one tick); ``clock()`` is the time in ms. Runs until cancelled."""
+        ``COALESCE_S`` shares one tick); ``clock()`` is the time in ms; ``after()`` is awaited after
+        each tick (to save the state). Runs until cancelled."""
         while True:
             self.wake.clear()
             await self.tick(clock())
+            if after is not None:
+                await after()
             await asyncio.sleep(COALESCE_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), interval_s - COALESCE_S)

@@ -23,15 +23,13 @@ from typing import Any
 
 from aiohttp import web
 
-from edgewatch.protocol import Batch
 from edgewatch.protocol.settings import ConfigError
 
-from . import alertapi, api, ingest, keys
-from .alertengine import Engine, load_states
-from .alertstate import AlertState, Transition
+from . import alertapi, api, ingest, keys, notifyapi
+from .alerting import alerting_context
 from .config import DEFAULT_PATH, AggregatorConfig, load
 from .metrics import Registry
-from .rules import RuleError, load_rules
+from .rules import RuleError
 from .store import Store
 
 log = logging.getLogger("edgewatch.aggregator")
@@ -82,58 +80,6 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except Exception:
         log.exception("handler failed path=%s", request.path)
         return web.json_response({"error": "the aggregator hit an internal error; see its log"}, status=500)
-
-
-async def start_alerting(
-    app: web.Application, config: AggregatorConfig, wall: Callable[[], float]
-) -> alertapi.Alerting:
-    """The rule engine with the rules file and the alerts that were pending or firing at the last stop."""
-    store, ing = app[STORE], app[ingest.INGEST]
-    tasks: set[asyncio.Task[None]] = set()
-
-    def notify(state: AlertState, transition: Transition, annotations: dict[str, str], now_ms: int) -> None:
-        log.info(
-            "alert rule=%s host=%s %s->%s level=%s summary=%r",
-            state.rule,
-            state.labels.get("host", ""),
-            transition.from_state,
-            transition.to_state,
-            transition.level,
-            annotations.get("summary", ""),
-        )
-
-    al = alertapi.Alerting(
-        Engine(load_rules("", defaults={}), store.write, notify), Path(config["alerts.rules_file"])
-    )
-    al.engine.rules = al.load_file()
-    al.engine.load(await store.readers.run(load_states))
-    for name, last_seen, interval in await store.readers.run(
-        lambda conn: conn.execute(
-            "SELECT name, last_seen_ms, interval_ms FROM hosts WHERE revoked_ms IS NULL"
-        ).fetchall()
-    ):
-        state = ing.state(name)
-        state.last_seen_ms, state.interval_ms = last_seen, interval
-
-    def observe(host: str, batch: Batch, now_ms: int) -> None:
-        if al.engine.observe(host, batch, now_ms):
-            task = asyncio.create_task(al.engine.flush())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    ing.observers.append(observe)
-    return al
-
-
-async def _alert_timer(app: web.Application, interval: float, wall: Callable[[], float]) -> None:
-    al, ing = app[alertapi.ALERTING], app[ingest.INGEST]
-    while True:
-        await asyncio.sleep(interval)
-        hosts = {name: (s.last_seen_ms, s.interval_ms) for name, s in ing.states.items()}
-        try:
-            await al.engine.tick(int(wall() * 1000), hosts)
-        except Exception:
-            log.exception("alert evaluation failed; retrying at the next interval")
 
 
 def make_app(
@@ -190,16 +136,6 @@ def make_app(
         store.close()
         log.info("storage closed")
 
-    async def alerting(app: web.Application) -> AsyncIterator[None]:
-        al = await start_alerting(app, config, wall)
-        app[alertapi.ALERTING] = al
-        task = asyncio.create_task(_alert_timer(app, float(config["alerts.interval"]), wall))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await al.engine.flush()
-
     async def background(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance(app, config, wall)) if maintenance else None
         yield
@@ -209,7 +145,7 @@ def make_app(
                 await task
 
     app.cleanup_ctx.append(storage)
-    app.cleanup_ctx.append(alerting)
+    app.cleanup_ctx.append(alerting_context(config, registry, wall))
     app.cleanup_ctx.append(background)
     app[api.API] = api.Api(
         retention_s=config.retention,
@@ -237,6 +173,14 @@ ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("POST", "/api/v1/alerts/{fingerprint}/ack", alertapi.ack),
     ("GET", "/api/v1/rules", alertapi.rules),
     ("POST", "/api/v1/rules/reload", alertapi.reload),
+    ("GET", "/api/v1/silences", notifyapi.silences),
+    ("POST", "/api/v1/silences", notifyapi.add_silence),
+    ("DELETE", "/api/v1/silences/{silence}", notifyapi.expire_silence),
+    ("GET", "/api/v1/push/key", notifyapi.push_key),
+    ("POST", "/api/v1/push/subscriptions", notifyapi.subscribe),
+    ("DELETE", "/api/v1/push/subscriptions", notifyapi.unsubscribe),
+    ("GET", "/api/v1/channels", notifyapi.channels),
+    ("POST", "/api/v1/channels/{channel}/test", notifyapi.test_channel),
     ("GET", "/metrics", api.metrics),
     ("GET", "/healthz", api.healthz),
 )
@@ -359,6 +303,9 @@ def main(argv: Sequence[str]) -> int:
     setup_logging(config["log_level"], config["log_format"])
     try:
         run(serve(config))
+    except ConfigError as exc:  # a [[channel]] or [[route]] table, found when the notifier starts
+        print(f"edgewatch aggregator: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"edgewatch aggregator: cannot serve on {config['listen']}: {exc.strerror or exc}",

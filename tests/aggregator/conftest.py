@@ -109,10 +109,18 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(tmp_path: Path, now_ms: int = T0 + 3_600_000, **settings: Any) -> AsyncIterator[Harness]:
+async def harness(
+    tmp_path: Path, now_ms: int = T0 + 3_600_000, toml: str = "", **settings: Any
+) -> AsyncIterator[Harness]:
+    """The app on a test server; ``toml``: a config file's text (for its tables), ``settings``: keys
+    with ``__`` for dots."""
     clock = Clock(now_ms)
     overrides = {"data_dir": str(tmp_path / "data"), **{k.replace("__", "."): v for k, v in settings.items()}}
-    config = load(None, overrides=overrides, environ={})
+    path = None
+    if toml:
+        path = tmp_path / "aggregator.toml"
+        path.write_text(toml)
+    config = load(path, overrides=overrides, environ={})
     app = make_app(config, wall=clock, maintenance=False)
     async with TestClient(TestServer(app)) as client:
         yield Harness(client, clock, tmp_path / "data")
