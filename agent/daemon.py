@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgewatch.protocol import Batch, Event, Kind, ProtocolError, Series, encode
+from edgewatch.protocol.sdnotify import Notifier
 
 from . import identity, logs
 from .collectors.base import Sample, SeriesCache
 from .config import AgentConfig, ConfigError
 from .sampler import Sampler, dedupe
-from .sdnotify import Notifier
 from .sender import Sender
 from .spool import Entry, Spool
 from .transport import HttpClient

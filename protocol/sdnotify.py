@@ -1,4 +1,4 @@
-"""systemd's notify protocol (sd_notify) over ``$NOTIFY_SOCKET``, with no extra package.
+"""systemd's notify protocol (sd_notify) over ``$NOTIFY_SOCKET``: no extra package, used by both services.
 
 ``Type=notify`` units wait for ``READY=1``; with ``WatchdogSec=`` systemd restarts a service that
 stops sending ``WATCHDOG=1``. Outside systemd (no ``NOTIFY_SOCKET``) every call does nothing.
