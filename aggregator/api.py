@@ -42,6 +42,7 @@ class Api:
     metrics_public: bool
     wall: Callable[[], float] = time.time
     tokens: dict[str, tuple[accounts.TokenAuth | None, float]] = field(default_factory=dict)
+    cache: query.ReadCache = field(default_factory=query.ReadCache)  # decoded bytes the queries share
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -208,6 +209,7 @@ def _points(
             now=now,
             retention_s=api.retention_s,
             tier_name=sel.tier,
+            cache=api.cache,
         )
         return sel, tier, step, points
 

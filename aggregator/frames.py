@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from .schema import BLOCK_MS
 
 Value = int | float | None
 _compressor = zstandard.ZstdCompressor(level=1)  # used by the writer thread only
+_local = threading.local()  # a decompressor per thread: zstd contexts are not safe to share
 
 
 def encode_recent(
@@ -31,10 +33,28 @@ def encode_recent(
     return _compressor.compress(msgpack.packb([list(timestamps), list(sids), [list(c) for c in columns]]))
 
 
+def _decompress(data: bytes) -> bytes:
+    dctx: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    raw: bytes = dctx.decompress(data)
+    return raw
+
+
 def decode_recent(data: bytes) -> tuple[list[int], list[int], list[list[Value]]]:
-    raw = zstandard.ZstdDecompressor().decompress(data)
-    ts, sids, cols = msgpack.unpackb(raw, strict_map_key=False)
+    ts, sids, cols = msgpack.unpackb(_decompress(data), strict_map_key=False)
     return ts, sids, cols
+
+
+Decoded = tuple[Sequence[int], Sequence[int], Sequence[Sequence[Value]]]
+"""A ``recent`` row as ``(timestamps, series ids, columns)``."""
+
+
+def decode_recent_shared(data: bytes) -> tuple[Decoded, int]:
+    """A ``recent`` row as tuples, which readers can share (``memo.Memo``), and about the bytes it
+    takes (40 a value and a series, and the row's own bytes, its key)."""
+    ts, sids, cols = msgpack.unpackb(_decompress(data), strict_map_key=False, use_list=False)
+    return (ts, sids, cols), len(data) + 40 * len(sids) * (len(ts) + 1)
 
 
 def split_windows(timestamps: Sequence[int]) -> dict[int, list[int]]:

@@ -5,6 +5,10 @@ whose bucket still fits the asked step and that keeps data back to the start (``
 30-day chart reads a few rollup rows and never raw blocks. The newest minutes live in ``recent``
 rows until their window is compacted; they are folded in on the fly, so a chart is never stale.
 Counters are answered as per-second rates.
+
+A rollup row holds every series of a host; a query reads only its series table and the blobs of the
+series asked for (``sqlite3.Blob``), and turns their buckets into points as columns (``points``).
+The ``ReadCache`` keeps decoded bytes for the next queries, keyed by those bytes, never by row ids.
 """
 
 from __future__ import annotations
@@ -12,23 +16,25 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from edgewatch.protocol import Kind
 
 from .blockcodec import decode_block
-from .compaction import fold_recent, merge_into, read_tier
-from .frames import Value
-from .rollup import Agg, rates, rebucket, rollup
+from .compaction import fold_recent
+from .frames import Decoded, Value, decode_recent, decode_recent_shared
+from .memo import DEFAULT_BUDGET, Memo
+from .points import Point, agg_point, clip, combine, of_aggs, points
+from .rollup import Agg, ChunkCache, Columns, ReadAt, rates, read_columns, rollup
 from .schema import BLOCK_MS, RAW, TIERS, Tier
 
 NATIVE_MS = 10_000  # the agents' default interval: raw data is this fine
 MAX_POINTS = 11_000
 DEFAULT_POINTS = 500
-
-Point = tuple[int, float | None, float | None, float | None, int]
 
 
 class QueryError(ValueError):
@@ -64,22 +70,31 @@ def host_id(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0])
 
 
-def host_series(conn: sqlite3.Connection, host: int) -> list[SeriesRow]:
-    rows = conn.execute(
-        "SELECT id, name, labels, kind, precision FROM series WHERE host = ? ORDER BY name, labels", (host,)
-    )
+_SERIES = "SELECT id, name, labels, kind, precision FROM series WHERE host = ?"
+
+
+def _series_rows(rows: Iterable[tuple[int, str, str, int, int | None]]) -> list[SeriesRow]:
     return [SeriesRow(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+
+def host_series(conn: sqlite3.Connection, host: int) -> list[SeriesRow]:
+    return _series_rows(conn.execute(_SERIES + " ORDER BY name, labels", (host,)))
 
 
 def select_series(
     conn: sqlite3.Connection, host: int, name: str | None, match: Mapping[str, str], ids: Sequence[int] = ()
 ) -> list[SeriesRow]:
-    rows = host_series(conn, host)
-    if ids:
-        wanted = set(ids)
-        rows = [r for r in rows if r.id in wanted]
+    """The series of a host named ``name``, among ``ids`` and with the labels ``match`` (each if given),
+    by name and labels. SQL picks by name and id, so a host's other series are not even parsed."""
+    sql = _SERIES
+    params: list[int | str] = [host]
     if name:
-        rows = [r for r in rows if r.name == name]
+        sql += " AND name = ?"
+        params.append(name)
+    if ids:  # as JSON: any number of ids, and one out of the int64 range matches nothing
+        sql += " AND id IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(sorted(set(ids))))
+    rows = _series_rows(conn.execute(sql + " ORDER BY name, labels", params))
     if match:
         rows = [r for r in rows if all(r.labels.get(k) == v for k, v in match.items())]
     return rows
@@ -107,17 +122,35 @@ def choose_tier(
     return tier, step
 
 
+@dataclass
+class ReadCache:
+    """What the read path keeps between queries, each value by the bytes it comes from (``memo``):
+    decoded ``recent`` rows, and the tables and series of rollup chunks; 16 MB in all, as estimated."""
+
+    recent: Memo[bytes, Decoded] = field(default_factory=lambda: Memo(DEFAULT_BUDGET // 2))
+    chunks: ChunkCache = field(default_factory=lambda: ChunkCache.new(DEFAULT_BUDGET // 2))
+
+    def decode_recent(self, data: bytes) -> Decoded:
+        return self.recent.get(data, partial(decode_recent_shared, data))
+
+
 def _head(
-    conn: sqlite3.Connection, host: int, start: int, end: int, sids: set[int]
+    conn: sqlite3.Connection, host: int, start: int, end: int, sids: set[int], *, cache: ReadCache | None
 ) -> tuple[list[int], dict[int, list[Value]]]:
     rows = conn.execute(
         "SELECT data FROM recent WHERE host = ? AND t1 >= ? AND t0 < ? ORDER BY id", (host, start, end)
     ).fetchall()
-    return fold_recent([r[0] for r in rows], sids)
+    return fold_recent([r[0] for r in rows], sids, cache.decode_recent if cache else decode_recent)
 
 
 def raw_samples(
-    conn: sqlite3.Connection, host: int, sids: set[int], start: int, end: int
+    conn: sqlite3.Connection,
+    host: int,
+    sids: set[int],
+    start: int,
+    end: int,
+    *,
+    cache: ReadCache | None = None,
 ) -> dict[int, tuple[list[int], list[Value]]]:
     """Raw ``(timestamps, values)`` per series in ``[start, end)``: blocks, then uncompacted frames."""
     merged: dict[int, dict[int, Value]] = {sid: {} for sid in sids}
@@ -131,7 +164,7 @@ def raw_samples(
             for t, v in zip(times, col):
                 if v is not None and start <= t < end:
                     target[t] = v
-    times, cols = _head(conn, host, start, end, sids)
+    times, cols = _head(conn, host, start, end, sids, cache=cache)
     for sid, col in cols.items():
         if sid in merged:
             target = merged[sid]
@@ -145,32 +178,99 @@ def raw_samples(
     return out
 
 
-def tier_buckets(
-    conn: sqlite3.Connection, tier: Tier, host: int, series: Sequence[SeriesRow], *, start: int, end: int
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction around the block, unless the connection is in one already."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _blob_reader(blob: sqlite3.Blob) -> ReadAt:
+    def read(offset: int, length: int) -> bytes:
+        blob.seek(offset)
+        return blob.read(length)
+
+    return read
+
+
+def rollup_columns(
+    conn: sqlite3.Connection,
+    tier: Tier,
+    host: int,
+    sids: set[int],
+    *,
+    start: int,
+    end: int,
+    cache: ChunkCache | None = None,
+) -> list[dict[int, Columns]]:
+    """The buckets of the series ``sids`` in each rollup row of ``tier`` that overlaps ``[start, end)``,
+    by time; only those series' bytes of a row are read (a row holds every series of the host), through
+    a blob handle on its rowid (``rollups`` must stay a rowid table)."""
+    out = []
+    with _snapshot(conn):  # the rowids and the blobs of one state of the file
+        rows = conn.execute(
+            "SELECT rowid FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ? AND t1 > ?"
+            " ORDER BY t0",
+            (tier.id, host, start - tier.chunk_ms, end, start),
+        ).fetchall()
+        for (rowid,) in rows:
+            with conn.blobopen("rollups", "data", rowid, readonly=True) as blob:
+                out.append(read_columns(_blob_reader(blob), len(blob), sids, cache))
+    return out
+
+
+def _head_buckets(
+    conn: sqlite3.Connection,
+    tier: Tier,
+    host: int,
+    series: Sequence[SeriesRow],
+    *,
+    start: int,
+    end: int,
+    cache: ReadCache | None,
 ) -> dict[int, dict[int, Agg]]:
-    """Buckets of ``tier`` in ``[start, end)`` per series: rollup rows plus uncompacted frames."""
+    """Buckets of ``tier`` from the frames not compacted yet (counters as per-second rates)."""
     sids = {s.id for s in series}
-    out = read_tier(conn, tier, host, start, end, only=sids)
-    times, cols = _head(conn, host, start, end, sids)
     kinds = {s.id: s.kind for s in series}
+    times, cols = _head(conn, host, start, end, sids, cache=cache)
+    out = {}
     for sid, col in cols.items():
         if sid not in sids:
             continue
         if kinds[sid] == Kind.COUNTER:
             rt, rv = rates(times, col)
-            head = rollup(rt, list(rv), tier.res_ms)
+            out[sid] = rollup(rt, list(rv), tier.res_ms)
         else:
-            head = rollup(times, col, tier.res_ms)
-        merge_into(out.setdefault(sid, {}), head, start, end)
-    return {sid: b for sid, b in out.items() if b}
+            out[sid] = rollup(times, col, tier.res_ms)
+    return out
 
 
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None
-
-
-def agg_point(bucket: int, a: Agg) -> Point:
-    return (bucket, _finite(a.min), _finite(a.sum / a.count) if a.count else None, _finite(a.max), a.count)
+def tier_columns(
+    conn: sqlite3.Connection,
+    tier: Tier,
+    host: int,
+    series: Sequence[SeriesRow],
+    *,
+    start: int,
+    end: int,
+    cache: ReadCache | None = None,
+) -> dict[int, Columns]:
+    """Buckets of ``tier`` in ``[start, end)`` per series: rollup rows plus uncompacted frames."""
+    parts: dict[int, list[Columns]] = {s.id: [] for s in series}
+    chunks = cache.chunks if cache else None
+    for row in rollup_columns(conn, tier, host, set(parts), start=start, end=end, cache=chunks):
+        for sid, cols in row.items():
+            parts[sid].append(clip(cols, start, end))
+    for sid, buckets in _head_buckets(conn, tier, host, series, start=start, end=end, cache=cache).items():
+        parts[sid].append(clip(of_aggs(buckets), start, end))
+    merged = {sid: combine(p) for sid, p in parts.items()}
+    return {sid: cols for sid, cols in merged.items() if cols.starts}
 
 
 def range_query(
@@ -184,8 +284,10 @@ def range_query(
     now: int,
     retention_s: Mapping[str, float],
     tier_name: str | None = None,
+    cache: ReadCache | None = None,
 ) -> tuple[Tier, int, dict[int, list[Point]]]:
-    """Points ``(ts, min, avg, max, count)`` per series id, the tier that answered, and the step."""
+    """Points ``(ts, min, avg, max, count)`` per series id, the tier that answered, and the step;
+    ``cache`` keeps what the next queries will decode again."""
     if tier_name is not None:
         tier = next((t for t in TIERS if t.name == tier_name), None)
         if tier is None:
@@ -200,9 +302,9 @@ def range_query(
     else:
         tier, step = choose_tier(start, end, step, now, retention_s)
     start -= start % step if tier.res_ms else 0
-    points: dict[int, list[Point]] = {}
+    out: dict[int, list[Point]] = {}
     if tier is RAW:
-        samples = raw_samples(conn, host, {s.id for s in series}, start, end)
+        samples = raw_samples(conn, host, {s.id for s in series}, start, end, cache=cache)
         for s in series:
             ts, vals = samples[s.id]
             if s.kind == Kind.COUNTER:
@@ -210,18 +312,16 @@ def range_query(
                 vals = list(rv)
             if step >= NATIVE_MS:
                 buckets = rollup(ts, vals, step)
-                points[s.id] = [agg_point(b, buckets[b]) for b in sorted(buckets)]
+                out[s.id] = [agg_point(b, buckets[b]) for b in sorted(buckets)]
             else:
-                points[s.id] = [
+                out[s.id] = [
                     (t, float(v), float(v), float(v), 1)
                     for t, v in zip(ts, vals)
                     if v is not None and math.isfinite(v)
                 ]
-        return tier, step, points
-    buckets_by_sid = tier_buckets(conn, tier, host, series, start=start, end=end)
+        return tier, step, out
+    cols_by_sid = tier_columns(conn, tier, host, series, start=start, end=end, cache=cache)
+    empty = Columns([], [], [], [], [])
     for s in series:
-        buckets = buckets_by_sid.get(s.id, {})
-        if step != tier.res_ms:
-            buckets = rebucket(buckets, step)
-        points[s.id] = [agg_point(b, buckets[b]) for b in sorted(buckets)]
-    return tier, step, points
+        out[s.id] = points(cols_by_sid.get(s.id, empty), None if step == tier.res_ms else step)
+    return tier, step, out

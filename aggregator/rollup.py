@@ -10,8 +10,9 @@ series (uint32 each) the length of its blob, its first and last bucket index and
 then the blobs. A blob is one zstd frame (that declares its size) of the series' non-empty buckets,
 field after field (``_CODES``): index minus the index before (-1 before the first), count,
 ``last_ts`` minus the bucket start, then min, max, sum and last as float64. Reading a series
-decompresses its blob only; a replace re-codes only the series with buckets in the range (and, to
-append after a series' last bucket, needs no bucket index of it).
+decompresses its blob only (``read_columns`` reads no other bytes of the chunk at all); a replace
+re-codes only the series with buckets in the range (and, to append after a series' last bucket,
+needs no bucket index of it).
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ import sys
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import accumulate, pairwise, repeat
 from operator import add, floordiv, mul, sub
-from typing import Any
+from typing import Any, NamedTuple
 
 import zstandard
 
 from edgewatch.protocol import Value
+
+from .memo import Memo
 
 MAX_BUCKETS = 1_000_000  # n of one chunk
 MAX_DECODED = 64 * 1024 * 1024  # decompressed bytes that one decode or replace may produce
@@ -172,7 +176,7 @@ def _le(a: array[int] | array[float]) -> bytes:
     return a.tobytes()
 
 
-def _array(raw: bytes, code: str) -> array[Any]:
+def _array(raw: bytes | memoryview, code: str) -> array[Any]:
     a = array(code)
     a.frombytes(raw)
     if not _LITTLE:
@@ -180,7 +184,7 @@ def _array(raw: bytes, code: str) -> array[Any]:
     return a
 
 
-def _items(raw: bytes, code: str) -> list[Any]:
+def _items(raw: bytes | memoryview, code: str) -> list[Any]:
     return _array(raw, code).tolist()
 
 
@@ -222,72 +226,132 @@ def _index(fields: Fields, first: int, last: int) -> list[int]:
     return idx
 
 
-def _unpack(fields: Fields, t0: int, res_ms: int, first: int, last: int) -> dict[int, Agg]:
-    deltas = _items(fields[0], "I")
+def _starts(index_field: bytes | memoryview, t0: int, res_ms: int, first: int, last: int) -> list[int]:
+    """The bucket starts of a series' index field, checked against the series table's first and last."""
+    deltas = _items(index_field, "I")
     starts = list(accumulate(map(mul, deltas, repeat(res_ms)), initial=t0 - res_ms))
     del starts[0]
     if 0 in deltas or starts[0] != t0 + first * res_ms or starts[-1] != t0 + last * res_ms:
         raise ChunkError("a chunk's bucket indices do not match its series table")
-    counts = _items(fields[1], "I")
+    return starts
+
+
+def _counts(count_field: bytes | memoryview) -> list[int]:
+    counts = _items(count_field, "I")
     if 0 in counts:
         raise ChunkError("a chunk has a bucket with no samples")
+    return counts
+
+
+def _unpack(fields: Fields, t0: int, res_ms: int, first: int, last: int) -> dict[int, Agg]:
+    starts = _starts(fields[0], t0, res_ms, first, last)
+    counts = _counts(fields[1])
     last_ts = map(add, _items(fields[2], "q"), starts)
     mn, mx, total, lst = (_items(f, "d") for f in fields[3:])
     return dict(zip(starts, map(Agg, counts, mn, mx, total, lst, last_ts)))
+
+
+def _geometry(head: bytes, size: int) -> tuple[int, int, int, int]:
+    """``(t0, res_ms, n, series count)`` from the first bytes of a chunk of ``size`` bytes, checked."""
+    try:
+        fmt, t0, res_ms, n, c = _HEAD.unpack_from(head)
+    except struct.error:
+        raise ChunkError("these bytes are too short to be a rollup chunk") from None
+    if fmt != FORMAT:
+        raise ChunkError("these bytes are not a rollup chunk (wrong format byte)")
+    if res_ms < 1 or not 0 <= n <= MAX_BUCKETS or 24 * c > size - _HEAD.size:
+        raise ChunkError(f"a chunk claims {n} buckets of {res_ms} ms and {c} series")
+    return t0, res_ms, n, c
+
+
+class _Table(NamedTuple):
+    """A chunk's series table: ids, blob lengths, first and last bucket index, bucket count."""
+
+    ids: array[int]
+    lens: array[int]
+    firsts: array[int]
+    lasts: array[int]
+    counts: array[int]
+
+
+def _table(raw: bytes, c: int, size: int) -> _Table:
+    """The series table (``24 * c`` bytes) of a chunk of ``size`` bytes, checked against that size."""
+    ids = _array(raw[: 8 * c], "q")
+    rest = _array(raw[8 * c :], "I")
+    lens, firsts, lasts, counts = rest[:c], rest[c : 2 * c], rest[2 * c : 3 * c], rest[3 * c :]
+    if _HEAD.size + 24 * c + sum(lens) != size:
+        raise ChunkError("a chunk's series table does not match its size")
+    if BUCKET_BYTES * sum(counts) > MAX_DECODED:
+        raise ChunkError(f"a chunk claims to decode to more than {MAX_DECODED} bytes, the size cap")
+    return _Table(ids, lens, firsts, lasts, counts)
+
+
+class _Index(NamedTuple):
+    """A chunk's checked series table, the position of each series in it and where its blob starts."""
+
+    table: _Table
+    where: dict[int, int]
+    offsets: list[int]
+
+
+def _index_of(raw: bytes, c: int, size: int) -> _Index:
+    """The index of a chunk of ``size`` bytes from its series table (``24 * c`` bytes)."""
+    table = _table(raw, c, size)
+    where = dict(zip(table.ids, range(c)))
+    if len(where) != c:
+        raise ChunkError("a chunk holds the same series twice")
+    return _Index(table, where, list(accumulate(table.lens, initial=_HEAD.size + 24 * c)))
+
+
+def _check_entry(first: int, last: int, m: int, n: int) -> None:
+    if not 0 < m <= last - first + 1 or last >= n:
+        raise ChunkError("a chunk's series table is inconsistent")
+
+
+def _body(blob: bytes | memoryview, m: int) -> memoryview:
+    """The decompressed body of a series' blob (one zstd frame of ``m`` buckets): its fields in a row."""
+    size = BUCKET_BYTES * m
+    try:
+        params = zstandard.get_frame_parameters(blob)
+        if params.content_size != size or params.window_size > _MAX_WINDOW:
+            raise ChunkError(f"a series of a chunk is not the zstd frame of {m} buckets it should be")
+        dctx = getattr(_local, "dctx", None)
+        if dctx is None:
+            dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
+        body = memoryview(dctx.decompress(blob, max_output_size=size, allow_extra_data=False))
+    except zstandard.ZstdError as exc:
+        raise ChunkError(f"a series of a chunk is corrupt ({exc})") from None
+    if len(body) != size:
+        raise ChunkError("a series of a chunk is truncated")
+    return body
+
+
+def _fields(blob: bytes | memoryview, m: int) -> Fields:
+    """The fields of a series' blob (one zstd frame of ``m`` buckets)."""
+    body = _body(blob, m)
+    ends = list(accumulate((w * m for w in _WIDTHS), initial=0))
+    return [body[a:b] for a, b in pairwise(ends)]  # type: ignore[misc]
 
 
 class _Chunk:
     """The header of a chunk: its geometry, and where each series' blob is."""
 
     def __init__(self, data: bytes) -> None:
-        try:
-            fmt, self.t0, self.res_ms, self.n, c = _HEAD.unpack_from(data)
-        except struct.error:
-            raise ChunkError("these bytes are too short to be a rollup chunk") from None
-        if fmt != FORMAT:
-            raise ChunkError("these bytes are not a rollup chunk (wrong format byte)")
-        pos = _HEAD.size
-        if self.res_ms < 1 or not 0 <= self.n <= MAX_BUCKETS or 24 * c > len(data) - pos:
-            raise ChunkError(f"a chunk claims {self.n} buckets of {self.res_ms} ms and {c} series")
-        ids = _items(data[pos : pos + 8 * c], "q")
-        lens, self.firsts, self.lasts, self.counts = (
-            _array(data[pos + 4 * c * k : pos + 4 * c * (k + 1)], "I") for k in range(2, 6)
-        )
-        self.ends = list(accumulate(lens, initial=pos + 24 * c))
-        if self.ends[-1] != len(data):
-            raise ChunkError("a chunk's series table does not match its size")
-        if BUCKET_BYTES * sum(self.counts) > MAX_DECODED:
-            raise ChunkError(f"a chunk claims to decode to more than {MAX_DECODED} bytes, the size cap")
-        self.where = dict(zip(ids, range(c)))
-        if len(self.where) != c:
-            raise ChunkError("a chunk holds the same series twice")
+        self.t0, self.res_ms, self.n, c = _geometry(data, len(data))
+        index = _index_of(data[_HEAD.size : _HEAD.size + 24 * c], c, len(data))
+        self.firsts, self.lasts, self.counts = index.table.firsts, index.table.lasts, index.table.counts
+        self.ends, self.where = index.offsets, index.where
         self.data = memoryview(data)
 
     def entry(self, sid: int) -> Entry:
         i = self.where[sid]
         first, last, m = self.firsts[i], self.lasts[i], self.counts[i]
-        if not 0 < m <= last - first + 1 or last >= self.n:
-            raise ChunkError("a chunk's series table is inconsistent")
+        _check_entry(first, last, m, self.n)
         return self.data[self.ends[i] : self.ends[i + 1]], first, last, m
 
     def fields(self, entry: Entry) -> Fields:
         """The fields of a series' blob (one zstd frame)."""
-        blob, _, _, m = entry
-        size = BUCKET_BYTES * m
-        try:
-            params = zstandard.get_frame_parameters(blob)
-            if params.content_size != size or params.window_size > _MAX_WINDOW:
-                raise ChunkError(f"a series of a chunk is not the zstd frame of {m} buckets it should be")
-            dctx = getattr(_local, "dctx", None)
-            if dctx is None:
-                dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
-            body = memoryview(dctx.decompress(blob, max_output_size=size, allow_extra_data=False))
-        except zstandard.ZstdError as exc:
-            raise ChunkError(f"a series of a chunk is corrupt ({exc})") from None
-        if len(body) != size:
-            raise ChunkError("a series of a chunk is truncated")
-        ends = list(accumulate((w * m for w in _WIDTHS), initial=0))
-        return [body[a:b] for a, b in pairwise(ends)]  # type: ignore[misc]
+        return _fields(entry[0], entry[3])
 
 
 def _encode(t0: int, res_ms: int, n: int, entries: Mapping[int, Entry]) -> bytes:
@@ -355,6 +419,79 @@ def decode_chunk(data: bytes, only: Collection[int] | None = None) -> dict[int, 
     except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
         raise _corrupt(exc) from None
     return out
+
+
+class Columns(NamedTuple):
+    """Buckets of one series in time order as parallel sequences: what a chart needs of each ``Agg``."""
+
+    starts: Sequence[int]
+    counts: Sequence[int]
+    mins: Sequence[float]
+    maxs: Sequence[float]
+    sums: Sequence[float]
+
+
+ReadAt = Callable[[int, int], bytes]
+"""``read(offset, length)``: that many bytes of a chunk from ``offset`` (fewer at its end)."""
+
+SeriesKey = tuple[int, int, int, int, int, bytes]  # t0, res_ms, first and last index, count, blob
+
+
+class ChunkCache(NamedTuple):
+    """What ``read_columns`` keeps between reads (``Memo``, keyed by the bytes each value comes from):
+    the index of a chunk by its size and series table, a series' columns by its blob and geometry."""
+
+    indexes: Memo[tuple[int, bytes], _Index]
+    series: Memo[SeriesKey, Columns]
+
+    @classmethod
+    def new(cls, budget: int) -> ChunkCache:
+        return cls(Memo(budget // 4), Memo(budget - budget // 4))
+
+
+def read_columns(
+    read: ReadAt, size: int, only: Collection[int], cache: ChunkCache | None = None
+) -> dict[int, Columns]:
+    """Series id -> its buckets as ``Columns`` (of tuples), for the series in ``only`` of a chunk of
+    ``size`` bytes.
+
+    ``read`` reads the chunk: this reads its header, its series table and the blob of each series
+    asked for, and nothing else, so a query of one series reads a few kB of a row that holds every
+    series of a host (``sqlite3.Blob``). The buckets and the errors are those of ``decode_chunk``.
+    """
+    t0, res_ms, n, c = _geometry(read(0, _HEAD.size), size)
+    raw = read(_HEAD.size, 24 * c)
+    if cache is None:
+        index = _index_of(raw, c, size)
+    else:  # about 8 bytes of arrays, dict and offsets for each byte of the table
+        index = cache.indexes.get((size, raw), lambda: (_index_of(raw, c, size), 8 * len(raw)))
+    table, out = index.table, {}
+    try:
+        for sid in only:
+            i = index.where.get(sid)
+            if i is None:
+                continue
+            first, last, m = table.firsts[i], table.lasts[i], table.counts[i]
+            _check_entry(first, last, m, n)
+            key = (t0, res_ms, first, last, m, read(index.offsets[i], table.lens[i]))
+            out[sid] = _series(key) if cache is None else cache.series.get(key, partial(_costed_series, key))
+    except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
+        raise _corrupt(exc) from None
+    return out
+
+
+def _series(key: SeriesKey) -> Columns:
+    """The columns of a series' blob (``key`` holds the blob and what its buckets need of the chunk)."""
+    t0, res_ms, first, last, m, blob = key
+    body = _body(blob, m)
+    starts = tuple(_starts(body[: 4 * m], t0, res_ms, first, last))
+    counts = tuple(_counts(body[4 * m : 8 * m]))
+    floats = _array(body[16 * m : 40 * m], "d")  # min, max, sum
+    return Columns(starts, counts, tuple(floats[:m]), tuple(floats[m : 2 * m]), tuple(floats[2 * m :]))
+
+
+def _costed_series(key: SeriesKey) -> tuple[Columns, int]:
+    return _series(key), 200 * key[4] + len(key[5])  # about 40 bytes a figure, and the key's blob
 
 
 def chunk_replace(  # noqa: PLR0917 - the storage engine calls it positionally

@@ -16,13 +16,16 @@ from hypothesis import strategies as st
 from edgewatch.aggregator import rollup as R
 from edgewatch.aggregator.rollup import (
     Agg,
+    ChunkCache,
     ChunkError,
+    Columns,
     chunk_replace,
     decode_chunk,
     encode_chunk,
     merge,
     merge_maps,
     rates,
+    read_columns,
     rebucket,
     rollup,
 )
@@ -190,6 +193,67 @@ def test_chunk_round_trip_is_exact(chunk: tuple[int, int, int, dict[int, dict[in
         assert chunk_bits(decode_chunk(data, {sid, 12345})) == chunk_bits({sid: series_[sid]})
 
 
+SHARED = ChunkCache.new(1 << 20)
+
+
+def reader(data: bytes, reads: list[tuple[int, int]] | None = None) -> R.ReadAt:
+    """``read_columns``' view of ``data`` (each read is noted in ``reads``)."""
+
+    def read(offset: int, length: int) -> bytes:
+        if reads is not None:
+            reads.append((offset, length))
+        return data[offset : offset + length]
+
+    return read
+
+
+def columns_of(buckets: dict[int, Agg]) -> Columns:
+    aggs = [buckets[k] for k in sorted(buckets)]
+    return Columns(
+        sorted(buckets),
+        [a.count for a in aggs],
+        [a.min for a in aggs],
+        [a.max for a in aggs],
+        [a.sum for a in aggs],
+    )
+
+
+def column_bits(read: dict[int, Columns]) -> dict[int, tuple[list[int], list[int], bytes]]:
+    return {
+        sid: (
+            list(c.starts),
+            list(c.counts),
+            struct.pack(f"<{3 * len(c.starts)}d", *c.mins, *c.maxs, *c.sums),
+        )
+        for sid, c in read.items()
+    }
+
+
+@given(chunks(), st.data())
+def test_reading_some_series_gives_the_buckets_that_decoding_gives(
+    chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], data: st.DataObject
+) -> None:
+    t0, res, n, series_ = chunk
+    raw = encode_chunk(t0, res, n, series_)
+    only = data.draw(st.sets(st.sampled_from([*series_, 7, -(1 << 63)])))
+    expected = {sid: columns_of(b) for sid, b in decode_chunk(raw, only).items()}
+    assert column_bits(read_columns(reader(raw), len(raw), only)) == column_bits(expected)
+    for _ in range(2):  # a cache that every example shares (it holds values by their bytes)
+        assert column_bits(read_columns(reader(raw), len(raw), only, SHARED)) == column_bits(expected)
+
+
+def test_reading_one_series_reads_its_bytes_and_the_table_only() -> None:
+    a = {T0 + i * MINUTE: Agg(i + 1, 1.0, 2.0, 3.0, 2.0, T0 + i * MINUTE) for i in range(100)}
+    data = bytearray(encode_chunk(T0, MINUTE, 360, dict.fromkeys(range(1, 51), a)))
+    data[-3] ^= 0xFF  # inside the zstd frame of series 50 (the last)
+    reads: list[tuple[int, int]] = []
+    read = read_columns(reader(bytes(data), reads), len(data), {7, 99})
+    assert column_bits(read) == column_bits({7: columns_of(a)})
+    assert sum(length for _, length in reads) < 25 + 24 * 50 + len(data) // 20
+    with pytest.raises(ChunkError):
+        read_columns(reader(bytes(data)), len(data), {50})
+
+
 @given(chunks(), st.data())
 def test_chunk_replace_replaces_the_range_and_keeps_the_rest(
     chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], data: st.DataObject
@@ -256,8 +320,23 @@ def decodes_or_refuses(data: bytes) -> None:
         pass
     else:
         assert all(a.count >= 1 for b in decoded.values() for a in b.values())
+    reads_as_it_decodes(data)
     with suppress(ChunkError):
         chunk_replace(data, T0, MINUTE, 360, T0, T0 + HOUR, {})
+
+
+def reads_as_it_decodes(data: bytes) -> None:
+    """``read_columns`` refuses what ``decode_chunk`` refuses of the same series, else reads the same."""
+    only = {0, 1, struct.unpack_from("<q", data, 25)[0] if len(data) >= 33 else 2}
+    try:
+        expected = {sid: columns_of(b) for sid, b in decode_chunk(data, only).items()}
+    except ChunkError:
+        for cache in (None, SHARED):
+            with pytest.raises(ChunkError):
+                read_columns(reader(data), len(data), only, cache)
+    else:
+        for cache in (None, SHARED):
+            assert column_bits(read_columns(reader(data), len(data), only, cache)) == column_bits(expected)
 
 
 @given(st.binary(max_size=300))
