@@ -13,7 +13,7 @@ VENDOR := web/vendor
 # Debian packages the tests and benchmarks start for real (installed with apt-get when run as root).
 DEB_PACKAGES ?=
 
-.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator lock system clean
+.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts lock system clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ format: $(STAMP) ## reformat the code with ruff
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-protocol bench-agent bench-aggregator ## run every benchmark (JSON lines on stdout)
+bench: bench-protocol bench-agent bench-aggregator bench-alerts ## run every benchmark (JSON lines on stdout)
 
 bench-protocol: $(STAMP) ## wire protocol: frame bytes and encode+decode time per sample, beside JSON and msgpack
 	$(PY) bench/protocol.py
@@ -71,6 +71,9 @@ bench-agent: $(STAMP) ## agent RSS and CPU at a 1 s interval for 60 s, beside De
 bench-aggregator: $(STAMP) ## aggregator: ingest over HTTP, bytes/sample beside VictoriaMetrics, queries (ARGS=--quick)
 	@$(MAKE) --no-print-directory system DEB_PACKAGES=victoria-metrics
 	$(PY) bench/aggregator.py $(ARGS)
+
+bench-alerts: $(STAMP) ## alerts: sample-to-webhook/push latency with a real agent, rule cost at 1,000 hosts (ARGS=--quick)
+	$(PY) bench/alerts.py $(ARGS)
 
 lock: $(STAMP) ## re-pin constraints.txt to what the venv has installed now
 	$(PIP) freeze --exclude-editable --disable-pip-version-check | grep -v '^edgewatch' > constraints.txt

@@ -14,15 +14,15 @@ import json
 import logging
 import sqlite3
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgewatch.protocol import Batch
 
 from .alertstate import AlertState, Transition, evaluate, fingerprint, render_annotations, retire
-from .reducers import baseline_hours, intervals_silent, ratio, reduce
+from .alertwindow import Window
+from .reducers import baseline_hours, intervals_silent, ratio
 from .rules import Rule, RuleSet
 
 log = logging.getLogger("edgewatch.aggregator.alerts")
@@ -31,6 +31,9 @@ Notify = Callable[[AlertState, Transition, dict[str, str], int], None]
 Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 MAX_IDENTS = 1_000_000  # cached alert identities before the cache starts over
 MAX_WINDOW_S = 24 * 3600.0  # longest window kept in memory; longer ones are not evaluated on arrival
+LONG_WINDOW_S = 3600.0  # rules over windows this long are evaluated on arrival at most ...
+LONG_EVERY_MS = 60_000  # ... this often per series (a fit over hours moves slowly)
+PRUNE_EVERY_MS = 60_000
 
 
 def _row(state: AlertState) -> tuple[Any, ...]:
@@ -90,12 +93,16 @@ class Engine:
     write: Write
     notify: Notify
     states: dict[str, AlertState] = field(default_factory=dict)
-    windows: dict[SeriesKey, deque[tuple[int, float]]] = field(default_factory=dict)
+    windows: dict[SeriesKey, Window] = field(default_factory=dict)
     evaluations: int = 0
     seconds: float = 0.0
     _pending: list[tuple[AlertState, list[Transition]]] = field(default_factory=list)
     # (rule, series) -> the alert's labels and fingerprint; rules change only by reload
     _idents: dict[tuple[str, SeriesKey], tuple[dict[str, str], str]] = field(default_factory=dict)
+    _keys: dict[tuple[str, str], set[SeriesKey]] = field(default_factory=dict)  # (host, metric) -> windows
+    _keeps: dict[str, int] = field(default_factory=dict)  # metric -> ms its samples are kept
+    _long: dict[tuple[str, SeriesKey], int] = field(default_factory=dict)  # last arrival evaluation
+    _pruned: int = 0  # when windows were last pruned
 
     def load(self, states: Iterable[AlertState]) -> None:
         for s in states:
@@ -114,24 +121,21 @@ class Engine:
             key: SeriesKey = (host, s.name, s.labels)
             window = self.windows.get(key)
             if window is None:
-                window = self.windows[key] = deque()
-            for ts, v in zip(batch.timestamps, column):
-                if v is not None and (not window or ts > window[-1][0]):
-                    window.append((ts, float(v)))
-            keep = max(min(r.window_s, MAX_WINDOW_S) for r in rules) * 1000 + 60_000
-            while window and window[0][0] < now_ms - keep:
-                window.popleft()
+                window = self.windows[key] = Window()
+                self._keys.setdefault((host, s.name), set()).add(key)
+            window.extend(batch.timestamps, column)
+            window.drop_before(now_ms - self._keep_ms(s.name, rules))
             labels = dict(s.labels)
             for rule in rules:
                 if rule.selects_host(host) and all(m.matches(labels) for m in rule.labels):
                     if rule.reducer == "zscore":
                         continue  # needs a baseline from the database: the timer evaluates it
-                    metric_key = (host, rule.metric, s.labels)
-                    touched[(rule.name, metric_key)] = rule
+                    if self._due(rule, key, now_ms):
+                        touched[(rule.name, (host, rule.metric, s.labels))] = rule
                 elif rule.divide_by == s.name and rule.selects_host(host):
                     # the divisor arrived: re-evaluate every series of the metric on this host
-                    for other in list(self.windows):
-                        if other[0] == host and other[1] == rule.metric:
+                    for other in self._keys.get((host, rule.metric), ()):
+                        if self._due(rule, other, now_ms):
                             touched[(rule.name, other)] = rule
         out: list[Transition] = []
         for (_, key), rule in touched.items():
@@ -139,25 +143,60 @@ class Engine:
         self.seconds += time.perf_counter() - started
         return out
 
+    def _keep_ms(self, metric: str, rules: Sequence[Rule]) -> int:
+        """How long the samples of ``metric`` are kept: its longest rule window plus a minute."""
+        keep = self._keeps.get(metric)
+        if keep is None:
+            keep = self._keeps[metric] = (
+                int(max(min(r.window_s, MAX_WINDOW_S) for r in rules) * 1000) + 60_000
+            )
+        return keep
+
+    def _due(self, rule: Rule, key: SeriesKey, now_ms: int) -> bool:
+        """Rules over long windows (an hour or more) are evaluated on arrival at most once a minute."""
+        if rule.window_s < LONG_WINDOW_S:
+            return True
+        last = self._long.get((rule.name, key))
+        if last is not None and 0 <= now_ms - last < LONG_EVERY_MS:
+            return False
+        self._long[(rule.name, key)] = now_ms
+        return True
+
     def _value(
         self, rule: Rule, key: SeriesKey, now_ms: int, baseline: list[float | None] | None = None
     ) -> float | None:
-        window = self.windows.get(key, ())
-        value = reduce(
-            rule.reducer,
-            window,
-            now_ms,
-            rule.window_s,
-            predict_in_s=rule.predict_in_s,
-            baseline=baseline or (),
+        window = self.windows.get(key)
+        if window is None:
+            return None
+        value = window.value(
+            rule.reducer, now_ms, rule.window_s, predict_in_s=rule.predict_in_s, baseline=baseline or ()
         )
         if rule.divide_by:
             host, _, labels = key
             divisor = self.windows.get((host, rule.divide_by, labels)) or self.windows.get(
                 (host, rule.divide_by, ())
             )
-            value = ratio(value, reduce(rule.reducer, divisor or (), now_ms, rule.window_s))
+            below = divisor.value(rule.reducer, now_ms, rule.window_s) if divisor is not None else None
+            value = ratio(value, below)
         return value
+
+    def prune(self, now_ms: int) -> int:
+        """Forget the windows of series that sent nothing for longer than they are kept."""
+        gone = []
+        for key, window in self.windows.items():
+            newest = window.newest
+            keep = self._keeps.get(key[1], int(MAX_WINDOW_S * 1000))
+            if newest is None or newest < now_ms - keep:
+                gone.append(key)
+        for key in gone:
+            del self.windows[key]
+            keys = self._keys.get((key[0], key[1]))
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys[(key[0], key[1])]
+        self._long = {k: t for k, t in self._long.items() if k[1] in self.windows}
+        return len(gone)
 
     def _evaluate(
         self, rule: Rule, key: SeriesKey, now_ms: int, value: float | None = None, *, given: bool = False
@@ -228,6 +267,9 @@ class Engine:
                     values = await baseline(rule.metric, key, baseline_hours(now_ms, rule.baseline_days))
                     value = self._value(rule, key, now_ms, values)
                     out += self._evaluate(rule, key, now_ms, value, given=True)
+        if now_ms - self._pruned >= PRUNE_EVERY_MS:
+            self._pruned = now_ms
+            self.prune(now_ms)
         self.seconds += time.perf_counter() - started  # baseline reads included
         await self.flush()
         return out
@@ -245,6 +287,8 @@ class Engine:
                 retired += 1
         self.rules = rules
         self._idents.clear()
+        self._keeps.clear()
+        self._long.clear()
         return retired
 
     def active(self) -> list[AlertState]:

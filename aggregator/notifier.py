@@ -40,6 +40,7 @@ log = logging.getLogger("edgewatch.aggregator.notify")
 PUSH_CHANNEL = "push"
 STATE_KEY = "notify.state"
 MAX_SILENCES = 10_000
+QUIET_SAVE_MS = 30_000
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Notifier:
     _who: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # fp -> rule, host, severity
     _lines: list[tuple[Any, ...]] = field(default_factory=list)
     _saved: str = ""
+    _saved_at: int = 0
     steps: Callable[[str, str], None] = lambda kind, channel: None
 
     @property
@@ -110,7 +112,13 @@ class Notifier:
         self.steps(kind, str(detail.get("channel", "")))
 
     async def save(self) -> None:
-        """Write the steps logged since the last save and the pipeline state when it changed."""
+        """Write the steps logged since the last save, with the pipeline state. Nothing changes in
+        the pipeline without a step, except timing details, so without steps the state is saved only
+        every ``QUIET_SAVE_MS`` (exporting it costs time on the event loop)."""
+        now = int(self.wall() * 1000)
+        if not self._lines and now - self._saved_at < QUIET_SAVE_MS:
+            return
+        self._saved_at = now
         state = json.dumps(self.pipeline.export_state(), sort_keys=True, separators=(",", ":"))
         lines, self._lines = self._lines, []
         if not lines and state == self._saved:

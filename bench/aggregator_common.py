@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,8 +30,16 @@ CORES = os.cpu_count() or 1
 HOST = "127.0.0.1"  # nothing of this benchmark talks to anything else
 
 
-def log(msg: str) -> None:
-    print(f"bench/aggregator: {msg}", file=sys.stderr, flush=True)
+def logger(name: str) -> Callable[[str], None]:
+    """A progress printer for stderr: ``bench/NAME: message``."""
+
+    def say(msg: str) -> None:
+        print(f"bench/{name}: {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+log = logger("aggregator")
 
 
 def emit(obj: dict[str, Any]) -> None:

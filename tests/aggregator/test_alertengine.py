@@ -107,3 +107,49 @@ def test_persist_writes_state_and_transitions_together(tmp_path: Path) -> None:
     persist(conn, [(state, [Transition("inactive", "firing", "warning", 1.0, 1)])])
     conn.execute("COMMIT")
     assert load_states(conn) == [state]
+
+
+LONG_RULES = """
+[[rule]]
+name = "fs_soon"
+metric = "node_filesystem_avail_bytes"
+reducer = "predict"
+window = "6h"
+predict_in = "24h"
+op = "<="
+warning = 0
+
+[[rule]]
+name = "rss_share"
+metric = "edgewatch_process_resident_bytes"
+labels = { rank = "1" }
+divide_by = "node_memory_MemTotal_bytes"
+warning = 0.5
+"""
+AVAIL = Series("node_filesystem_avail_bytes", {"mountpoint": "/"})
+RSS = Series("edgewatch_process_resident_bytes", {"rank": "1"})
+TOTAL = Series("node_memory_MemTotal_bytes")
+
+
+def test_long_windows_are_evaluated_once_a_minute_and_ratios_touch_only_their_host() -> None:
+    async def write(fn: Any) -> Any:
+        return None
+
+    engine = Engine(load_rules(LONG_RULES, defaults={}), write, lambda *a: None)
+    for k in range(30):  # 5 minutes at 10 s
+        ts = T0 + k * 10_000
+        engine.observe("db-1", Batch("db-1", 1, k, [ts], [AVAIL], [[1e12 - k * 1e9]]), ts)
+    # at 0 s (one sample: no fit, not counted), 60, 120, 180 and 240 s: once a minute, not 30 times
+    assert engine.evaluations == 4
+    for host in ("a", "b"):
+        engine.observe(host, Batch(host, 1, 1, [T0], [RSS, TOTAL], [[6e9], [8e9]]), T0)
+    before = engine.evaluations
+    engine.observe("a", Batch("a", 1, 2, [T0 + 10_000], [TOTAL], [[8e9]]), T0 + 10_000)
+    assert engine.evaluations == before + 1  # the divisor re-evaluates host a's series only
+    assert sorted(s.labels["host"] for s in engine.active() if s.rule == "rss_share") == ["a", "b"]
+    assert [s.labels["host"] for s in engine.active() if s.rule == "fs_soon"] == ["db-1"]  # full in 24 h
+    # series silent for longer than they are kept are forgotten
+    kept = len(engine.windows)
+    assert kept == 5
+    assert engine.prune(T0 + 7 * 3_600_000) == kept
+    assert engine.windows == {}
