@@ -14,7 +14,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
-from .reducers import zscore
+from .reducers import fit_at, mean, zscore
 
 COMPACT_AT = 512  # dropped samples at the front before the arrays are rewritten
 
@@ -75,7 +75,7 @@ class Window:
         if reducer == "last":
             return vs[hi - 1]
         if reducer == "avg":
-            return math.fsum(vs[lo:hi]) / (hi - lo)
+            return mean(vs[lo:hi])
         if reducer == "min":
             return min(vs[lo:hi])
         if reducer == "max":
@@ -83,9 +83,9 @@ class Window:
         if reducer == "rate":
             return _rate(self.ts[lo:hi], vs[lo:hi])
         if reducer == "predict":
-            return _predict(self.ts[lo:hi], vs[lo:hi], now_ms, predict_in_s)
+            return fit_at(self.ts[lo:hi], vs[lo:hi], now_ms, predict_in_s)
         if reducer == "zscore":
-            return zscore(math.fsum(vs[lo:hi]) / (hi - lo), baseline)
+            return zscore(mean(vs[lo:hi]), baseline)
         raise ValueError(f"reducer {reducer!r} is unknown")
 
 
@@ -98,16 +98,3 @@ def _rate(ts: Sequence[int], vs: Sequence[float]) -> float | None:
         increase += after - before if after >= before else after
         before = after
     return increase / ((ts[-1] - ts[0]) / 1000)
-
-
-def _predict(ts: Sequence[int], vs: Sequence[float], now_ms: int, ahead_s: float) -> float | None:
-    n = len(ts)
-    if n < 2:
-        return None
-    xs = [(t - now_ms) / 1000 for t in ts]
-    mean_x, mean_y = math.fsum(xs) / n, math.fsum(vs) / n
-    sxx = math.fsum((x - mean_x) ** 2 for x in xs)
-    if sxx == 0:
-        return None
-    slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, vs)) / sxx
-    return mean_y + slope * (ahead_s - mean_x)

@@ -43,10 +43,20 @@ def last(samples: Sequence[Sample]) -> float | None:
     return points[-1][1] if points else None
 
 
+def mean(values: Sequence[float]) -> float | None:
+    """The mean of finite values, exact as ``fsum``; also for values near the float limit."""
+    if not values:
+        return None
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:  # the sum leaves the float range: the mean does not
+        n = len(values)
+        return math.fsum(v / n for v in values)
+
+
 def avg(samples: Sequence[Sample]) -> float | None:
     """The mean of the values (each sample weighs the same)."""
-    values = [v for _, v in clean(samples)]
-    return math.fsum(values) / len(values) if values else None
+    return mean([v for _, v in clean(samples)])
 
 
 def minimum(samples: Sequence[Sample]) -> float | None:
@@ -79,16 +89,27 @@ def rate(samples: Sequence[Sample]) -> float | None:
 def predict(samples: Sequence[Sample], now_ms: int, ahead_s: float) -> float | None:
     """The least-squares line through the samples, evaluated at ``now + ahead_s``."""
     points = clean(samples)
-    if len(points) < 2:
+    return fit_at([t for t, _ in points], [v for _, v in points], now_ms, ahead_s)
+
+
+def fit_at(ts: Sequence[int], ys: Sequence[float], now_ms: int, ahead_s: float) -> float | None:
+    """The least-squares line through ``(ts, ys)`` (sorted, finite) at ``now + ahead_s``; ``None``
+    for fewer than two times, or when the fit leaves the float range."""
+    if len(ts) < 2:
         return None
-    xs = [(t - now_ms) / 1000 for t, _ in points]  # seconds relative to now: small, well conditioned
-    ys = [v for _, v in points]
-    mean_x, mean_y = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
-    sxx = math.fsum((x - mean_x) ** 2 for x in xs)
-    if sxx == 0:
+    xs = [(t - now_ms) / 1000 for t in ts]  # seconds relative to now: small, well conditioned
+    mean_x, mean_y = math.fsum(xs) / len(xs), mean(ys)
+    if mean_y is None:
         return None
-    slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
-    return mean_y + slope * (ahead_s - mean_x)
+    try:
+        sxx = math.fsum((x - mean_x) ** 2 for x in xs)
+        if sxx == 0:
+            return None
+        slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+    except (OverflowError, ValueError):  # values near the float limit: no line to speak of
+        return None
+    value = mean_y + slope * (ahead_s - mean_x)
+    return value if math.isfinite(value) else None
 
 
 def zscore(value: float | None, baseline: Iterable[float | None]) -> float | None:

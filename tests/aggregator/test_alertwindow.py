@@ -65,3 +65,14 @@ def test_older_samples_are_back_log_and_the_front_is_compacted() -> None:
     assert w.head == 0  # rewritten: the arrays hold only what is kept
     assert len(w) == COMPACT_AT
     assert w.newest == many[-1]
+
+
+def test_values_near_the_float_limit_give_an_answer_not_an_error() -> None:
+    big = 1.7e308
+    w = Window()
+    w.extend([T0, T0 + 10_000, T0 + 20_000], [big, big, -big])
+    now = T0 + 20_000
+    assert w.value("avg", now, 60) == reduce("avg", list(zip(w.ts, w.vs)), now, 60)
+    assert math.isclose(w.value("avg", now, 60) or 0.0, big / 3)
+    assert w.value("predict", now, 60, predict_in_s=3600) is None  # no line to speak of
+    assert w.value("max", now, 60) == big
