@@ -50,6 +50,15 @@ def _show(config: AgentConfig) -> dict[str, Any]:
     shown["check"] = [c._asdict() for c in config.checks]
     shown["scrape"] = [{"name": n, "url": u} for n, u in config.scrapes]
     shown["watch"] = [{"name": n, "pattern": p} for n, p in config.watches]
+    shown["action"] = [
+        {
+            "name": a.name,
+            "argv": list(a.argv),
+            "params": {k: p.advertised() for k, p in a.params.items()},
+            "timeout": a.timeout,
+        }
+        for a in config.actions
+    ]
     return shown
 
 

@@ -12,9 +12,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgewatch.protocol.settings import ConfigError, Setting, read_toml, resolve
+
+if TYPE_CHECKING:
+    from .commands.actions import Action
 
 DEFAULT_PATH = Path("/etc/edgewatch/agent.toml")
 ENV_PREFIX = "EDGEWATCH_AGENT_"
@@ -87,11 +90,44 @@ SETTINGS: tuple[Setting, ...] = (
         "textfile.directory", "str", "", "Directory of *.prom files to read, as node_exporter's textfile."
     ),
     Setting("plugin.listen", "str", "", "Local endpoint for plugins: 127.0.0.1:PORT or unix:/path.sock."),
+    Setting(
+        "commands.enabled", "bool", False, "Run remote commands the aggregator signs (docs/commands.md)."
+    ),
+    Setting(
+        "commands.units",
+        "list",
+        [],
+        "systemd units that unit-restart, unit-start, unit-stop and unit-status may name.",
+    ),
+    Setting(
+        "commands.scripts",
+        "list",  # a TOML table in the file, name=/path items in the environment; a dict once loaded
+        {},
+        'Scripts the script action may run, by name: { rotate-logs = "/usr/local/bin/rotate.sh" }.',
+    ),
+    Setting("commands.systemctl", "str", "/usr/bin/systemctl", "Path of systemctl."),
+    Setting("commands.timeout", "duration", 60.0, "Run time limit of an action that sets none.", 1, 3600),
+    Setting(
+        "commands.max_output",
+        "size",
+        64 * 1024,
+        "Bytes of stdout, and of stderr, kept from a run.",
+        1024,
+        256 * 1024,
+    ),
+    Setting("commands.max_skew", "duration", 30.0, "How far the aggregator's clock may be off.", 0, 300),
+    Setting(
+        "commands.poll",
+        "bool",
+        True,
+        "Long-poll the aggregator for commands (else only push answers bring them).",
+    ),
 )
 TABLES = {
     "check": "HTTP(S) and TCP checks: name, url or address, timeout, expect_status, body_match, tls_verify.",
     "scrape": "Local Prometheus endpoints to scrape: name, url.",
     "watch": "Processes to watch: name, pattern (a command name, or re:REGEX on the command line).",
+    "action": "Remote command actions of your own: name, argv, params, timeout (see docs/commands.md).",
 }
 
 
@@ -106,7 +142,7 @@ class CheckSpec(NamedTuple):
 
 
 class AgentConfig:
-    """Validated settings, ``config["spool.max_bytes"]``, and the tables checks, scrapes and watches."""
+    """Validated settings, ``config["spool.max_bytes"]``, and the tables checks, scrapes, watches, actions."""
 
     def __init__(
         self,
@@ -115,12 +151,15 @@ class AgentConfig:
         scrapes: list[tuple[str, str]],
         watches: list[tuple[str, str]],
         path: Path | None,
+        *,
+        actions: list[Action] | None = None,
     ) -> None:
         self.values = dict(values)
         self.checks = checks
         self.scrapes = scrapes
         self.watches = watches
         self.path = path
+        self.actions = actions or []
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -194,6 +233,13 @@ def load(
     data = read_toml(path, DEFAULT_PATH, read)
     tables = {name: _table_items(data, name, path) for name in TABLES}
     rest = {k: v for k, v in data.items() if k not in TABLES}
+    commands = rest.get("commands")
+    if isinstance(commands, dict) and isinstance(commands.get("scripts"), dict):
+        # a table in the file; the settings table knows lists of strings: name=/path items
+        from .commands.actions import parse_scripts
+
+        scripts = parse_scripts(commands["scripts"])
+        rest["commands"] = {**commands, "scripts": [f"{k}={v}" for k, v in scripts.items()]}
     values = resolve(
         SETTINGS,
         rest,
@@ -215,10 +261,26 @@ def load(
             re.compile(values[key])
         except re.error as exc:
             raise ConfigError(f"{key}: {values[key]!r} is not a valid regular expression ({exc})") from None
+    actions = _commands(values, tables["action"])
     return AgentConfig(
         values,
         _checks(tables["check"]),
         _pairs(tables["scrape"], "scrape", "url"),
         _pairs(tables["watch"], "watch", "pattern"),
         path,
+        actions=actions,
     )
+
+
+def _commands(values: dict[str, Any], items: list[dict[str, Any]]) -> list[Action]:
+    """Check the [commands] settings and the [[action]] tables; an agent without them loads nothing more."""
+    if not values["commands.systemctl"].startswith("/"):
+        raise ConfigError("commands.systemctl: use the absolute path of systemctl, e.g. /usr/bin/systemctl")
+    if not (values["commands.units"] or values["commands.scripts"] or items):
+        values["commands.scripts"] = {}
+        return []
+    from .commands.actions import check_units, parse_actions, parse_scripts
+
+    check_units(values["commands.units"])
+    values["commands.scripts"] = parse_scripts(values["commands.scripts"])
+    return parse_actions(items)

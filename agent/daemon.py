@@ -4,7 +4,10 @@ Ticks fall on multiples of the interval (10:00:00, 10:00:10, ...) and carry that
 timestamp, so timestamps cost nothing on the wire; a tick that comes too late is skipped and
 counted, never stacked. Every batch is written to the spool as a key frame before the sender sees
 it. SIGTERM and SIGINT flush what is pending to the spool and exit within 5 s; SIGHUP reloads the
-configuration; with ``WatchdogSec=`` each tick tells systemd the loop is alive.
+configuration; with ``WatchdogSec=`` each tick tells systemd the loop is alive. Remote commands
+(``commands.service``) arrive in push answers and by long-poll and run in their own threads; their
+``reload-agent`` action asks this loop for the same reload as SIGHUP. An agent whose commands are
+off loads that module only when a command arrives anyway (to reject it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgewatch.protocol import Batch, Event, Kind, ProtocolError, Series, encode
 from edgewatch.protocol.sdnotify import Notifier
@@ -29,9 +32,13 @@ from .sender import Sender
 from .spool import Entry, Spool
 from .transport import HttpClient
 
+if TYPE_CHECKING:
+    from .commands.service import Commands
+
 log = logs.get("edgewatch.agent")
 
 STOP_GRACE = 2.5  # seconds the sender gets to finish a push at shutdown (the unit allows 5)
+COMMANDS_GRACE = 1.0  # seconds remote commands get to stop and send their last results
 # settings a reload cannot change in a running agent (its connection, identity and spool)
 RESTART_KEYS = (
     "aggregator",
@@ -77,6 +84,9 @@ class Agent:
         self.cache = SeriesCache()
         self._wake = threading.Event()
         self._wake_fd: int | None = None
+        self._wake_write: int | None = None
+        self._reload_lock = threading.Lock()
+        self._reload_waiters: list[Callable[[str | None], None]] = []
         self.refused_batches = 0
         self.spool_errors = 0
         self._stop = False
@@ -86,17 +96,29 @@ class Agent:
         self.setup = build(config)
         _call_each(self.setup.collectors, "start")
         self.sampler = Sampler(self.setup.collectors, timeout=config["collectors.timeout"])
-        self.agent_id, token, aggregator, ca_file = self._identity(config)
+        self.agent_id, token, aggregator, ca_file, key = self._identity(config)
         self.spool = Spool(
             config.state_dir / "spool", max_bytes=config["spool.max_bytes"], max_age=config["spool.max_age"]
         )
-        client = HttpClient(
-            aggregator, timeout=config["timeout"], ca_file=ca_file or None, verify=config["tls_verify"]
+        tls_verify = config["tls_verify"]
+
+        def client(timeout: float) -> HttpClient:
+            return HttpClient(aggregator, timeout=timeout, ca_file=ca_file or None, verify=tls_verify)
+
+        self._client, self._token, self._key = client, token, key
+        self._commands_lock = threading.Lock()
+        self._running = False
+        self.commands: Commands | None = self._new_commands(config) if config["commands.enabled"] else None
+        self.sender = Sender(
+            self.spool,
+            client(config["timeout"]),
+            token,
+            backlog_chunk=config["spool.backlog_chunk"],
+            on_answer=self._on_answer,
         )
-        self.sender = Sender(self.spool, client, token, backlog_chunk=config["spool.backlog_chunk"])
 
     @staticmethod
-    def _identity(config: AgentConfig) -> tuple[str, str, str, str]:
+    def _identity(config: AgentConfig) -> tuple[str, str, str, str, str]:
         try:
             enrolled = identity.load(config.state_dir)
         except ValueError as exc:
@@ -110,7 +132,41 @@ class Agent:
             )
         agent_id = config["agent_id"] or (enrolled.agent_id if enrolled else "") or os.uname().nodename
         ca_file = config["ca_file"] or (enrolled.ca_file if enrolled else "")
-        return agent_id, token, aggregator, ca_file
+        key = enrolled.public_key if enrolled else ""
+        return agent_id, token, aggregator, ca_file, key
+
+    # -- remote commands -----------------------------------------------------------------------
+
+    def _new_commands(self, config: AgentConfig) -> Commands:
+        """The command service for ``config``; ``ConfigError`` when commands are on and no key is pinned."""
+        from .commands.service import Commands
+
+        return Commands(
+            config,
+            agent_id=self.agent_id,
+            key=self._key,
+            token=self._token,
+            client=self._client,
+            reload=self.reload_and_wait,
+        )
+
+    def _on_answer(self, body: dict[str, Any]) -> None:
+        """The sender's hook for an acknowledged push's answer (in the sender's thread)."""
+        commands = self.commands
+        if commands is None:
+            if not body.get("commands"):
+                return
+            with self._commands_lock:  # commands are off, yet some came: reject them, reported
+                if self.commands is None:
+                    try:
+                        self.commands = self._new_commands(self.config)
+                    except (ConfigError, ValueError) as exc:  # not expected with commands off
+                        log.error("commands_unavailable error=%r; commands in the answer dropped", str(exc))
+                        return
+                    if self._running:
+                        self.commands.start()
+                commands = self.commands
+        commands.on_answer(body)
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -119,7 +175,7 @@ class Agent:
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
         os.set_blocking(write_end, False)
-        self._wake_fd = read_end
+        self._wake_fd, self._wake_write = read_end, write_end
         signal.set_wakeup_fd(write_end)
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
@@ -131,6 +187,31 @@ class Agent:
 
     def request_reload(self) -> None:
         self._reload = True
+
+    def reload_and_wait(self, timeout: float) -> str | None:
+        """Reload as SIGHUP does, from another thread (the reload-agent action): the error, or None."""
+        done = threading.Event()
+        outcome: list[str | None] = []
+
+        def finished(error: str | None) -> None:
+            outcome.append(error)
+            done.set()
+
+        with self._reload_lock:
+            self._reload_waiters.append(finished)
+        self._reload = True
+        self._nudge()
+        if not done.wait(timeout):
+            return f"the agent did not reload within {timeout:g} s"
+        return outcome[0]
+
+    def _nudge(self) -> None:
+        """Wake the loop's wait from another thread."""
+        if self._wake_write is None:
+            self._wake.set()
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"\0")
 
     def _wait(self, seconds: float) -> None:
         if self._wake_fd is None:  # no signal handlers (tests drive the agent in a thread)
@@ -145,6 +226,10 @@ class Agent:
 
     def run(self) -> int:
         self.sender.start()
+        with self._commands_lock:
+            self._running = True
+            if self.commands is not None:
+                self.commands.start()
         interval = self.config["interval"]
         self.notifier.ready(f"sampling every {interval:g} s")
         log.info(
@@ -262,7 +347,7 @@ class Agent:
             tuple(timestamps),
             tuple(all_series),
             tuple(tuple(c) for c in columns),
-            self.setup.facts(at),
+            {**self.setup.facts(at), **(self.commands.facts() if self.commands is not None else {})},
             tuple(self._events),
         )
 
@@ -306,16 +391,29 @@ class Agent:
 
     def _do_reload(self) -> None:
         self._reload = False
+        error = self._reload_once()
+        with self._reload_lock:
+            waiters, self._reload_waiters = self._reload_waiters, []
+        for finished in waiters:
+            finished(error)
+
+    def _reload_once(self) -> str | None:
+        """Reload the configuration: None, or why the running one stays."""
         self.notifier.reloading()
         if self.reload_config is None:
-            return
+            return None
+        fresh: Commands | None = None  # when the reload turns commands on
         try:
             config = self.reload_config()
             setup = self.build(config)
+            if self.commands is not None:
+                self.commands.check(config)
+            elif config["commands.enabled"]:
+                fresh = self._new_commands(config)  # checks the key, as check() does
         except (ConfigError, ValueError, OSError) as exc:
             log.error("reload_failed error=%r; keeping the running configuration", str(exc))
             self.notifier.ready()
-            return
+            return str(exc)
         self.flush()
         self.sampler.close()
         _call_each(self.setup.collectors, "close")
@@ -327,7 +425,7 @@ class Agent:
             _call_each(self.setup.collectors, "start")
             self.sampler = Sampler(self.setup.collectors, timeout=self.config["collectors.timeout"])
             self.notifier.ready()
-            return
+            return str(exc)
         needs_restart = [k for k in RESTART_KEYS if config[k] != self.config[k]]
         if needs_restart:
             log.warning(
@@ -335,9 +433,17 @@ class Agent:
             )
         logs.setup(config["log_level"], config["log_format"])
         self.config, self.setup = config, setup
+        with self._commands_lock:
+            if self.commands is not None:
+                self.commands.configure(config)
+            elif fresh is not None:
+                self.commands = fresh
+                if self._running:
+                    fresh.start()
         self.sampler = Sampler(setup.collectors, timeout=config["collectors.timeout"])
         log.info("reloaded interval=%gs collectors=%d", config["interval"], len(setup.collectors))
         self.notifier.ready()
+        return None
 
     def shutdown(self) -> None:
         self.notifier.stopping()
@@ -345,6 +451,8 @@ class Agent:
             self.flush()
         finally:
             self.sampler.close()
+            if self.commands is not None:
+                self.commands.stop(COMMANDS_GRACE)
             self.sender.stop(STOP_GRACE)
             _call_each(self.setup.collectors, "close")
             log.info("stopped spool_frames=%d", len(self.spool))

@@ -8,6 +8,7 @@ only for https URLs.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
@@ -81,6 +82,7 @@ class HttpClient:
         self._sock: socket.socket | None = None
         self._buffer = b""
         self._ssl_context: ssl.SSLContext | None = None
+        self._aborted = False
 
     def __enter__(self) -> HttpClient:
         return self
@@ -95,6 +97,18 @@ class HttpClient:
             finally:
                 self._sock = None
                 self._buffer = b""
+
+    def abort(self) -> None:
+        """From another thread: break off the request the owner waits in, and refuse any further one.
+
+        The waiting request raises ``TransportError``; shutting the socket down wakes a blocked
+        ``recv``, which closing it from another thread would not.
+        """
+        self._aborted = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def request(
         self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
@@ -135,6 +149,8 @@ class HttpClient:
         return self._ssl_context
 
     def _exchange(self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None) -> Response:
+        if self._aborted:
+            raise TransportError("the request was aborted: the agent is stopping")
         if self._sock is None:
             self._sock = self._connect()
         sock = self._sock
