@@ -13,7 +13,7 @@ VENDOR := web/vendor
 # Debian packages the tests and benchmarks start for real (installed with apt-get when run as root).
 DEB_PACKAGES ?=
 
-.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts lock system clean
+.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts bench-commands lock system clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ format: $(STAMP) ## reformat the code with ruff
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-protocol bench-agent bench-aggregator bench-alerts ## run every benchmark (JSON lines on stdout)
+bench: bench-protocol bench-agent bench-aggregator bench-alerts bench-commands ## run every benchmark (JSON lines on stdout)
 
 bench-protocol: $(STAMP) ## wire protocol: frame bytes and encode+decode time per sample, beside JSON and msgpack
 	$(PY) bench/protocol.py
@@ -74,6 +74,9 @@ bench-aggregator: $(STAMP) ## aggregator: ingest over HTTP, bytes/sample beside 
 
 bench-alerts: $(STAMP) ## alerts: sample-to-webhook/push latency with a real agent, rule cost at 1,000 hosts (ARGS=--quick)
 	$(PY) bench/alerts.py $(ARGS)
+
+bench-commands: $(STAMP) ## remote commands: issued to result stored, real agent with default settings (ARGS=--quick)
+	$(PY) bench/commands.py $(ARGS)
 
 lock: $(STAMP) ## re-pin constraints.txt to what the venv has installed now
 	$(PIP) freeze --exclude-editable --disable-pip-version-check | grep -v '^edgewatch' > constraints.txt

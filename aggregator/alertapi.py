@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,13 @@ from aiohttp import web
 
 from . import accounts
 from .alertengine import Engine, log_event, persist
-from .alertstate import AlertState
+from .alertstate import AlertState, render_annotations
 from .api import API, caller, requires
 from .ingest import INGEST, error
 from .rules import RuleError, RuleSet, load_rules
 
 LEVEL_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+RULE_SWITCHES = "rules.switched"  # kv: {rule name: enabled} set through the API, over the rules file
 
 
 @dataclass
@@ -33,9 +34,16 @@ class Alerting:
     on_ack: Callable[[str], None] = lambda fingerprint: None
     reloads: int = 0
     last_error: str = ""  # why the last reload was refused ("" when it was not)
+    switches: dict[str, bool] = field(default_factory=dict)  # rule -> enabled, set through the API
 
     def load_file(self) -> RuleSet:
-        return self.load_rules_file(self.rules_file)
+        """The rules file with the switches made through the API applied."""
+        return switched(self.load_rules_file(self.rules_file), self.switches)
+
+    def apply_switches(self, switches: dict[str, bool], now_ms: int) -> int:
+        """Switch rules on or off now (the file is not read again); how many alerts were retired."""
+        self.switches = dict(switches)
+        return self.engine.reload(switched(self.engine.rules, self.switches), now_ms)
 
     @staticmethod
     def load_rules_file(path: Path) -> RuleSet:
@@ -59,10 +67,23 @@ class Alerting:
 ALERTING = web.AppKey("alerting", Alerting)
 
 
-def _alert_json(state: AlertState, engine: Engine) -> dict[str, Any]:
+def switched(rules: RuleSet, switches: dict[str, bool]) -> RuleSet:
+    """``rules`` with each rule named in ``switches`` enabled or disabled as it says."""
+    changed = tuple(
+        dataclasses.replace(r, enabled=switches[r.name]) if r.name in switches else r for r in rules
+    )
+    return RuleSet(changed, rules.groups)
+
+
+def alert_json(state: AlertState, engine: Engine) -> dict[str, Any]:
+    """An alert for the API: its state, host, severity, and the rule's summary and description."""
     rule = engine.rules.get(state.rule)
     severity = rule.severity_of(state.level) if rule else (state.level or "")
-    return {**state.to_dict(), "host": state.labels.get("host", ""), "severity": severity}
+    text = render_annotations(rule, state) if rule else {"summary": state.rule, "description": ""}
+    out = {**state.to_dict(), "host": state.labels.get("host", ""), "severity": severity, **text}
+    if rule is not None:
+        out["metric"] = rule.metric
+    return out
 
 
 def _matches(item: dict[str, Any], query: Any) -> bool:
@@ -82,7 +103,7 @@ async def alerts(request: web.Request) -> web.StreamResponse:
         return error(400, f"state={state!r} is unknown; use active, pending, firing, resolved or all")
     if q.get("level") and q["level"] not in LEVEL_RANK:
         return error(400, f"level={q['level']!r} is unknown; use info, warning, error or critical")
-    items = [_alert_json(s, al.engine) for s in al.engine.active()]
+    items = [alert_json(s, al.engine) for s in al.engine.active()]
     if state in ("resolved", "all"):
 
         def stored(conn: sqlite3.Connection) -> list[str]:
@@ -91,13 +112,28 @@ async def alerts(request: web.Request) -> web.StreamResponse:
             ]
 
         rows = await request.app[INGEST].store.readers.run(stored)
-        resolved = [_alert_json(AlertState.from_dict(json.loads(t)), al.engine) for t in rows]
+        resolved = [alert_json(AlertState.from_dict(json.loads(t)), al.engine) for t in rows]
         items = resolved if state == "resolved" else items + resolved
     elif state != "active":
         items = [i for i in items if i["state"] == state]
     items = [i for i in items if _matches(i, q)]
     items.sort(key=lambda i: (-LEVEL_RANK.get(i["severity"], 0), i["host"], i["rule"]))
     return web.json_response({"alerts": items})
+
+
+@requires("viewer")
+async def alert(request: web.Request) -> web.StreamResponse:
+    """One alert by fingerprint: active, or as it was last stored."""
+    al, fp = request.app[ALERTING], request.match_info["fingerprint"]
+    state = al.engine.states.get(fp)
+    if state is None:
+        row = await request.app[INGEST].store.readers.run(
+            lambda conn: conn.execute("SELECT state FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
+        )
+        if row is None:
+            return error(404, f"no alert has the fingerprint {fp!r}; see /api/v1/alerts")
+        state = AlertState.from_dict(json.loads(row[0]))
+    return web.json_response({"alert": alert_json(state, al.engine)})
 
 
 @requires("viewer")
@@ -143,7 +179,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
     if state is None or state.state != "firing":
         return error(404, f"no firing alert has the fingerprint {fp!r}; see /api/v1/alerts")
     who = await caller(request)
-    actor = f"token:{who.name or who.id}" if who else "unknown"
+    actor = who.actor if who else "unknown"
     now = request.app[API].now_ms()
     comment = str(body.get("comment", ""))[:1000]
     acked = dataclasses.replace(state, acked_by=actor, acked_at=now, ack_comment=comment)
@@ -156,7 +192,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
 
     await request.app[INGEST].store.write(write)
     al.on_ack(fp)
-    return web.json_response({"alert": _alert_json(acked, al.engine)})
+    return web.json_response({"alert": alert_json(acked, al.engine)})
 
 
 @requires("viewer")
@@ -203,7 +239,7 @@ async def reload(request: web.Request) -> web.StreamResponse:
         al.last_error = str(exc)
         return error(400, f"{exc}; the running rules stay in force")
     who = await caller(request)
-    actor = f"token:{who.name or who.id}" if who else "unknown"
+    actor = who.actor if who else "unknown"
     await request.app[INGEST].store.write(
         lambda conn: accounts.audit(conn, now, actor, "reload-rules", rules=count, retired=retired)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from .alertstate import AlertState, Transition
 from .catalog import labels_key
 from .compaction import read_tier
 from .config import AggregatorConfig
+from .live import HUB
 from .metrics import Registry
 from .notifier import Notifier, start_notifier
 from .rules import load_rules
@@ -110,12 +112,18 @@ async def start_alerting(
             annotations.get("summary", ""),
         )
         notifier.submit(state, transition, annotations, now_ms, severity)
+        if (hub := app.get(HUB)) is not None:
+            hub.alert(alertapi.alert_json(state, al.engine), transition.to_dict())
 
     al = alertapi.Alerting(
         Engine(load_rules("", defaults={}), store.write, notify),
         Path(config["alerts.rules_file"]),
         on_ack=notifier.pipeline.acknowledge,
     )
+    switches = await store.readers.run(
+        lambda conn: conn.execute("SELECT value FROM kv WHERE key = ?", (alertapi.RULE_SWITCHES,)).fetchone()
+    )
+    al.switches = json.loads(switches[0]) if switches else {}
     al.engine.rules = al.load_file()
     al.engine.load(await store.readers.run(load_states))
     for name, last_seen, interval in await store.readers.run(
@@ -170,6 +178,16 @@ async def _timer(app: web.Application, interval: float, wall: Callable[[], float
             log.exception("alert evaluation failed; retrying at the next interval")
 
 
+async def _send(notifier: Notifier, wall: Callable[[], float]) -> None:
+    """Run the notification pipeline; a bug in it is logged and the pipeline goes on a second later."""
+    while True:
+        try:
+            await notifier.pipeline.run(lambda: int(wall() * 1000), after=notifier.save)
+        except Exception:
+            log.exception("the notification pipeline failed; going on in 1 s")
+            await asyncio.sleep(1)
+
+
 def alerting_context(
     config: AggregatorConfig, registry: Registry, wall: Callable[[], float]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -180,7 +198,7 @@ def alerting_context(
         app[alertapi.ALERTING] = al
         notifier = app[NOTIFIER]
         timer = asyncio.create_task(_timer(app, float(config["alerts.interval"]), wall))
-        sender = asyncio.create_task(notifier.pipeline.run(lambda: int(wall() * 1000), after=notifier.save))
+        sender = asyncio.create_task(_send(notifier, wall))
         yield
         for task in (timer, sender):
             task.cancel()

@@ -1,7 +1,8 @@
 """The read API for scripts and the UI: hosts, series, range queries, summaries, patterns, export.
 
-Every handler here needs an API token with at least the viewer role (``Authorization: Bearer
-ewt_...``); the browser's session login comes with the web UI. Queries run in reader threads.
+Every handler here needs at least the viewer role: an API token (``Authorization: Bearer
+ewt_...``) or a browser session (sessions.py; its state-changing requests need its CSRF token too).
+Queries run in reader threads.
 Times are milliseconds since the epoch in answers; ``start`` / ``end`` accept seconds or
 milliseconds since the epoch, ISO 8601, ``now`` or a relative ``-24h``.
 """
@@ -17,7 +18,7 @@ import time
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -30,6 +31,7 @@ from .export import ExportSeries, to_csv, to_json
 from .ingest import INGEST, error
 from .query import QueryError, SeriesRow
 from .schema import TIERS
+from .sessions import COOKIE, SESSIONS, Session, csrf_ok
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_TTL_S = 30.0
@@ -41,6 +43,7 @@ class Api:
     down_after: int
     metrics_public: bool
     wall: Callable[[], float] = time.time
+    origin: str = ""  # public_url's scheme and host: a browser's Origin when behind a proxy
     tokens: dict[str, tuple[accounts.TokenAuth | None, float]] = field(default_factory=dict)
     cache: query.ReadCache = field(default_factory=query.ReadCache)  # decoded bytes the queries share
 
@@ -49,17 +52,31 @@ class Api:
 
 
 API = web.AppKey("api", Api)
-ROLE = web.AppKey("role", str)
+_WHO = web.RequestKey("who", object)  # the caller, once known (False: nobody)
 
 
-async def caller_role(request: web.Request) -> str | None:
-    """The role of the API token presented, or None."""
-    record = await caller(request)
-    return None if record is None else record.role
+class Who(NamedTuple):
+    """Who makes a request: an API token or a signed-in user."""
+
+    actor: str  # for the audit log: token:NAME or user:NAME
+    role: str
+    session: Session | None = None  # a browser session (CSRF applies)
 
 
-async def caller(request: web.Request) -> accounts.TokenAuth | None:
-    """The API token presented, when it is valid and not revoked."""
+async def caller(request: web.Request) -> Who | None:
+    """The API token presented (when valid and not revoked), else the browser session, else None.
+    The answer is kept on the request."""
+    if (known := request.get(_WHO)) is not None:
+        return known if isinstance(known, Who) else None
+    who = await _token(request)
+    if who is None and (sessions := request.app.get(SESSIONS)) is not None:
+        s = await sessions.lookup(request.cookies.get(COOKIE))
+        who = None if s is None else Who(f"user:{s.user}", s.role, s)
+    request[_WHO] = who or False
+    return who
+
+
+async def _token(request: web.Request) -> Who | None:
     api = request.app[API]
     token = auth.bearer(request.headers.get("Authorization"))
     parts = auth.split_token(token, auth.API_PREFIX) if token else None
@@ -79,20 +96,42 @@ async def caller(request: web.Request) -> accounts.TokenAuth | None:
     record = cached[0]
     if record is None or record.revoked or not auth.matches(secret, record.token_hash):
         return None
-    return record
+    return Who(f"token:{record.name or record.id}", record.role)
+
+
+def same_origin(request: web.Request) -> bool:
+    """No ``Origin`` header, or the aggregator's own origin (as the browser reached it, or public_url)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin in (f"{request.scheme}://{request.host}", request.app[API].origin)
+
+
+def csrf_refusal(request: web.Request, who: Who) -> web.Response | None:
+    """The 403 for a state-changing request of a browser session without its CSRF token or from
+    another origin; None when the request may go on."""
+    if who.session is None or request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    if not same_origin(request):
+        return error(403, "this request comes from another site (Origin); it is refused")
+    if not csrf_ok(who.session, request.headers.get("X-CSRF-Token")):
+        return error(403, "the request lacks the session's CSRF token (X-CSRF-Token); reload the page")
+    return None
 
 
 def requires(role: str) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         async def checked(request: web.Request) -> web.StreamResponse:
-            have = await caller_role(request)
-            if have is None:
+            who = await caller(request)
+            if who is None:
                 return error(
                     401,
-                    "this endpoint needs an API token (Authorization: Bearer ewt_...); see admin add-token",
+                    "sign in, or send an API token (Authorization: Bearer ewt_...); see admin add-token",
                 )
-            if auth.RANK[have] < auth.RANK[role]:
-                return error(403, f"this needs the {role} role; the token has {have}")
+            if auth.RANK[who.role] < auth.RANK[role]:
+                return error(403, f"this needs the {role} role; you have {who.role}")
+            if (refused := csrf_refusal(request, who)) is not None:
+                return refused
             return await handler(request)
 
         checked.__name__ = handler.__name__
@@ -222,12 +261,13 @@ async def hosts(request: web.Request) -> web.StreamResponse:
     api, ing = request.app[API], request.app[INGEST]
     now = api.now_ms()
     rows = await _run(request, accounts.list_hosts)
+    spark = request.query.get("spark") in ("1", "true")
     out = []
     for row in rows:
         state = ing.state(row["name"])
         if state.last_seen_ms is None and row["last_seen_ms"] is not None:
             state.last_seen_ms, state.interval_ms = row["last_seen_ms"], row["interval_ms"]
-        item = state.to_json(now, api.down_after)
+        item = state.to_json(now, api.down_after, spark=spark)
         item["revoked"] = row["revoked_ms"] is not None
         out.append(item)
     status = request.query.get("status")
@@ -378,10 +418,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    if not request.app[API].metrics_public:
-        role = await caller_role(request)
-        if role is None:
-            return error(401, "/metrics needs an API token (or metrics.public = true in the config)")
+    if not request.app[API].metrics_public and await caller(request) is None:
+        return error(401, "/metrics needs an API token (or metrics.public = true in the config)")
     body = request.app[INGEST].registry.render()
     return web.Response(text=body, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
 

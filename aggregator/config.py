@@ -79,6 +79,10 @@ SETTINGS: tuple[Setting, ...] = (
         3600,
     ),
     Setting(
+        "ui.session_idle", "duration", 3600.0, "A browser session ends this long after its last request.", 60
+    ),
+    Setting("ui.session_max", "duration", 7 * DAY, "A browser session ends this long after the sign-in.", 60),
+    Setting(
         "alerts.push",
         "bool",
         True,

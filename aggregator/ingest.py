@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +63,8 @@ class Ingest:
     inflight: dict[int, int] = field(default_factory=dict)
     queued_samples: int = 0
     observers: list[Callable[[str, Batch, int], None]] = field(default_factory=list)  # after each commit
+    # host id -> the commands to hand over with a push answer (set when remote commands are on)
+    pending_commands: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
     decoding: int = 0
     decoder: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgewatch-decode")
@@ -142,20 +144,29 @@ async def _read_body(request: web.Request, cap: int) -> bytes | None:
     return bytes(out)
 
 
-async def push(request: web.Request) -> web.StreamResponse:
+async def agent_auth(request: web.Request) -> HostAuth | web.Response:
+    """The agent whose token the request carries, or the 401 to answer."""
     ing = request.app[INGEST]
-    started = time.perf_counter()
     token = auth.bearer(request.headers.get("Authorization"))
     parts = auth.split_token(token, auth.AGENT_PREFIX) if token else None
     if parts is None:
         return ing.reject(
             "unauthorized",
             401,
-            "the push needs an agent token (Authorization: Bearer ewa_...); enroll the agent",
+            "this needs an agent token (Authorization: Bearer ewa_...); enroll the agent",
         )
     host = await ing.host_auth(parts[0])
     if host is None or host.revoked or not auth.matches(parts[1], host.token_hash):
         return ing.reject("unauthorized", 401, "the agent token is wrong or revoked; enroll the agent again")
+    return host
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    ing = request.app[INGEST]
+    started = time.perf_counter()
+    host = await agent_auth(request)
+    if isinstance(host, web.Response):
+        return host
     body = await _read_body(request, ing.max_frame_bytes)
     if body is None:
         return ing.reject(
@@ -244,9 +255,15 @@ async def _store(
             ing.dropped.inc(result.dropped_old)
         ing.state(host.name).update(batch)
         for observe in ing.observers:
-            observe(host.name, batch, now)
+            try:
+                observe(host.name, batch, now)
+            except Exception:  # the frame is stored: a bug in an observer must not fail the push
+                log.exception(
+                    "observer=%s failed host=%s", getattr(observe, "__qualname__", observe), host.name
+                )
+    commands = await ing.pending_commands(host.id) if ing.pending_commands is not None else []
     ing.latency.observe(time.perf_counter() - started)
-    return web.json_response({"ack": batch.seq, "commands": []})
+    return web.json_response({"ack": batch.seq, "commands": commands})
 
 
 async def enroll(request: web.Request) -> web.StreamResponse:

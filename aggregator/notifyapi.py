@@ -40,7 +40,7 @@ async def _body(request: web.Request, example: str) -> dict[str, Any] | web.Resp
 
 async def _actor(request: web.Request) -> str:
     who = await caller(request)
-    return f"token:{who.name or who.id}" if who else "unknown"
+    return who.actor if who else "unknown"
 
 
 def _silence_json(s: Silence, now_ms: int) -> dict[str, Any]:

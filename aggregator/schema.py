@@ -169,6 +169,35 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         value TEXT NOT NULL
     );
     """,
+    # 3: browser sessions (the id only as its SHA-256)
+    """
+    CREATE TABLE sessions (
+        id_hash BLOB PRIMARY KEY,
+        user TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        seen_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user);
+    """,
+    # 4: remote commands (docs/commands.md): the signed command as sent, its state and result
+    """
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        host INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        args TEXT NOT NULL,
+        issued_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        signed TEXT NOT NULL,
+        result TEXT
+    );
+    CREATE INDEX commands_host_state ON commands (host, state);
+    CREATE INDEX commands_state ON commands (state, expires_ms);
+    """,
 )
 
 

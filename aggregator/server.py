@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -23,13 +24,15 @@ from typing import Any
 
 from aiohttp import web
 
+from edgewatch.protocol.sdnotify import Notifier as SdNotifier
 from edgewatch.protocol.settings import ConfigError
 
-from . import alertapi, api, ingest, keys, notifyapi
+from . import alertapi, api, commandapi, ingest, keys, live, notifyapi, static, webapi
 from .alerting import alerting_context
 from .config import DEFAULT_PATH, AggregatorConfig, load
 from .metrics import Registry
 from .rules import RuleError
+from .sessions import SESSIONS, Sessions, ensure_admin
 from .store import Store
 
 log = logging.getLogger("edgewatch.aggregator")
@@ -86,7 +89,8 @@ def make_app(
     config: AggregatorConfig, *, wall: Callable[[], float] = time.time, maintenance: bool = True
 ) -> web.Application:
     app = web.Application(
-        client_max_size=int(config["ingest.max_frame_bytes"]) + 1024, middlewares=[json_errors]
+        client_max_size=int(config["ingest.max_frame_bytes"]) + 1024,
+        middlewares=[static.security_headers, json_errors],
     )
     registry = Registry()
 
@@ -110,6 +114,19 @@ def make_app(
             public_key=keys.public_b64(key),
             wall=wall,
         )
+        app[SESSIONS] = Sessions(
+            store.write,
+            store.readers.run,
+            float(config["ui.session_idle"]),
+            float(config["ui.session_max"]),
+            wall,
+        )
+        given = os.environ.get("EDGEWATCH_ADMIN_PASSWORD") or None
+        now = int(wall() * 1000)
+        if (made := await store.write(lambda conn: ensure_admin(conn, given, now))) is not None:
+            shown = "from EDGEWATCH_ADMIN_PASSWORD" if given else made
+            log.warning("first start: created the user admin, password %s (shown once)", shown)
+        live.start_hub(app, registry)
         registry.gauge(
             "edgewatch_storage_bytes",
             "Bytes of the database file and its write-ahead log.",
@@ -137,21 +154,28 @@ def make_app(
         log.info("storage closed")
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_maintenance(app, config, wall)) if maintenance else None
+        tasks = [asyncio.create_task(live.status_loop(app))]
+        if maintenance:
+            tasks.append(asyncio.create_task(_maintenance(app, config, wall)))
         yield
-        if task is not None:
+        for hub_client in list(app[live.HUB].clients):
+            await hub_client.ws.close(code=1001, message=b"the aggregator stops")
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(alerting_context(config, registry, wall))
+    app.cleanup_ctx.append(commandapi.commands_context(config.data_dir, wall))
+    app.on_shutdown.append(commandapi.on_shutdown)
     app.cleanup_ctx.append(background)
     app[api.API] = api.Api(
         retention_s=config.retention,
         down_after=int(config["hosts.down_after"]),
         metrics_public=bool(config["metrics.public"]),
         wall=wall,
+        origin=config.public_url,
     )
     add_routes(app)
     return app
@@ -170,6 +194,7 @@ ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("GET", "/api/v1/export", api.export),
     ("GET", "/api/v1/alerts", alertapi.alerts),
     ("GET", "/api/v1/alerts/history", alertapi.history),
+    ("GET", "/api/v1/alerts/{fingerprint}", alertapi.alert),
     ("POST", "/api/v1/alerts/{fingerprint}/ack", alertapi.ack),
     ("GET", "/api/v1/rules", alertapi.rules),
     ("POST", "/api/v1/rules/reload", alertapi.reload),
@@ -181,8 +206,31 @@ ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("DELETE", "/api/v1/push/subscriptions", notifyapi.unsubscribe),
     ("GET", "/api/v1/channels", notifyapi.channels),
     ("POST", "/api/v1/channels/{channel}/test", notifyapi.test_channel),
+    ("POST", "/api/v1/login", webapi.login),
+    ("POST", "/api/v1/logout", webapi.logout),
+    ("GET", "/api/v1/me", webapi.me),
+    ("POST", "/api/v1/me/password", webapi.change_password),
+    ("GET", "/api/v1/users", webapi.users),
+    ("POST", "/api/v1/users", webapi.add_user),
+    ("DELETE", "/api/v1/users/{name}", webapi.delete_user),
+    ("GET", "/api/v1/tokens", webapi.tokens),
+    ("POST", "/api/v1/tokens", webapi.add_token),
+    ("DELETE", "/api/v1/tokens/{id}", webapi.revoke_token),
+    ("GET", "/api/v1/agents", webapi.agents),
+    ("DELETE", "/api/v1/agents/{name}", webapi.revoke_agent),
+    ("POST", "/api/v1/enrollments", webapi.add_enrollment),
+    ("POST", "/api/v1/rules/{name}/enable", webapi.switch_rule),
+    ("POST", "/api/v1/rules/{name}/disable", webapi.switch_rule),
+    ("GET", "/api/v1/live", live.live),
+    ("POST", "/api/v1/commands", commandapi.issue),
+    ("GET", "/api/v1/commands", commandapi.commands),
+    ("GET", "/api/v1/commands/{id}", commandapi.command),
+    ("GET", "/api/v1/agent/commands", commandapi.agent_commands),
+    ("POST", "/api/v1/agent/commands/{id}/result", commandapi.agent_result),
     ("GET", "/metrics", api.metrics),
     ("GET", "/healthz", api.healthz),
+    ("GET", "/", static.index),
+    ("GET", "/{path:(?!api/).+}", static.files),
 )
 
 
@@ -235,6 +283,9 @@ async def serve(config: AggregatorConfig, *, ready: Callable[[str], None] | None
     log.info("serving url=%s", url)
     if ready is not None:
         ready(url)
+    systemd = SdNotifier()
+    systemd.ready(f"serving {url}")
+    watchdog = asyncio.create_task(_watchdog(app, systemd)) if systemd.watchdog_interval else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -251,7 +302,21 @@ async def serve(config: AggregatorConfig, *, ready: Callable[[str], None] | None
     loop.add_signal_handler(signal.SIGHUP, reload_rules)
     await stop.wait()
     log.info("stopping")
+    systemd.stopping()
+    if watchdog is not None:
+        watchdog.cancel()
     await runner.cleanup()
+
+
+async def _watchdog(app: web.Application, systemd: SdNotifier) -> None:
+    """Tell systemd we are alive (``WatchdogSec=``) while the event loop runs and the writer works."""
+    every = (systemd.watchdog_interval or 30.0) / 3
+    while True:
+        await asyncio.sleep(every)
+        if app[ingest.INGEST].store.writer.failed is None:
+            systemd.watchdog()
+        else:
+            log.error("the writer failed: no watchdog ping, so systemd restarts the aggregator")
 
 
 def run(coro: Any) -> None:

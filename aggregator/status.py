@@ -3,7 +3,8 @@
 Updated from every stored frame (on the event loop, after the commit). Status is ``down`` when the
 host missed ``down_after`` push intervals, else ``critical`` / ``warning`` from the headline values
 against the default thresholds (CPU 80 / 95 %, memory 85 / 95 %, disk 80 / 90 %), else ``up``.
-Once alert rules exist, their firing alerts decide warning and critical.
+It also keeps the last hour of the headline values by minute (CPU, memory, the fullest disk and
+network bytes per second), for the overview's sparklines; it starts empty at each start.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from edgewatch.protocol import Batch
 
 THRESHOLDS = {"cpu": (80.0, 95.0), "memory": (85.0, 95.0), "disk": (80.0, 90.0)}
 DEFAULT_INTERVAL_MS = 10_000
+MINUTE_MS = 60_000
+SPARK_MINUTES = 60
 _RATE_NAMES = {
     "node_network_receive_bytes_total": "net_rx",
     "node_network_transmit_bytes_total": "net_tx",
@@ -29,6 +32,7 @@ class HostState:
     values: dict[str, float] = field(default_factory=dict)
     counters: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (ts, summed value)
     facts: dict[str, Any] = field(default_factory=dict)
+    spark: dict[str, Spark] = field(default_factory=dict)  # headline value -> its last hour by minute
 
     def update(self, batch: Batch) -> None:
         if not batch.timestamps:
@@ -67,6 +71,10 @@ class HostState:
             if prev is not None and last > prev[0] and total >= prev[1]:
                 self.values[_RATE_NAMES[name]] = (total - prev[1]) * 1000.0 / (last - prev[0])
             self.counters[name] = (last, total)
+        net = [self.values[k] for k in ("net_rx", "net_tx") if k in self.values]
+        for key, value in (*((k, self.values.get(k)) for k in ("cpu", "memory", "disk")), ("net", sum(net))):
+            if value is not None and (key != "net" or net):
+                self.spark.setdefault(key, Spark()).add(last, value)
 
     def status(self, now_ms: int, down_after: int) -> str:
         if self.last_seen_ms is None:
@@ -85,8 +93,8 @@ class HostState:
                 level = "warning"
         return level
 
-    def to_json(self, now_ms: int, down_after: int) -> dict[str, Any]:
-        return {
+    def to_json(self, now_ms: int, down_after: int, *, spark: bool = False) -> dict[str, Any]:
+        out = {
             "host": self.name,
             "status": self.status(now_ms, down_after),
             "last_seen": self.last_seen_ms,
@@ -94,3 +102,30 @@ class HostState:
             "values": dict(self.values),
             "facts": self.facts,
         }
+        if spark:
+            out["spark"] = {k: v.minutes(now_ms) for k, v in self.spark.items()}
+        return out
+
+
+@dataclass
+class Spark:
+    """The last ``SPARK_MINUTES`` minutes of one headline value: the average of each minute."""
+
+    sums: dict[int, tuple[float, int]] = field(default_factory=dict)  # minute start -> (sum, count)
+
+    def add(self, ts: int, value: float) -> None:
+        minute = ts - ts % MINUTE_MS
+        total, count = self.sums.get(minute, (0.0, 0))
+        self.sums[minute] = (total + value, count + 1)
+        if len(self.sums) > SPARK_MINUTES + 5:
+            for old in sorted(self.sums)[: len(self.sums) - SPARK_MINUTES]:
+                del self.sums[old]
+
+    def minutes(self, now_ms: int) -> list[float | None]:
+        """One value per minute, oldest first, ending with the current minute (None: no sample)."""
+        end = now_ms - now_ms % MINUTE_MS
+        out: list[float | None] = []
+        for k in range(SPARK_MINUTES - 1, -1, -1):
+            got = self.sums.get(end - k * MINUTE_MS)
+            out.append(None if got is None else round(got[0] / got[1], 2))
+        return out
