@@ -171,7 +171,7 @@ async def _timer(app: web.Application, interval: float, wall: Callable[[], float
     baseline = baseline_reader(app[ingest.INGEST].store)
     while True:
         await asyncio.sleep(interval)
-        hosts = {name: (s.last_seen_ms, s.interval_ms) for name, s in ing.states.items()}
+        hosts = {name: (s.alive_ms, s.interval_ms) for name, s in ing.states.items()}
         try:
             await al.engine.tick(int(wall() * 1000), hosts, baseline)
         except Exception:

@@ -253,7 +253,7 @@ async def _store(
         ing.samples.inc(result.samples)
         if result.dropped_old:
             ing.dropped.inc(result.dropped_old)
-        ing.state(host.name).update(batch)
+        ing.state(host.name).update(batch, now)
         for observe in ing.observers:
             try:
                 observe(host.name, batch, now)

@@ -23,9 +23,10 @@ From the aggregator's TOML (the values shown for ``[notify]`` are the defaults):
     escalate_after = "30m"      # with escalate_to; also group_by, group_wait, …, digest (bool)
     escalate_to = ["pager"]
 
-A route without ``match`` matches every alert; with no ``[[route]]`` every alert goes to every
-channel. Durations are strings (``30s``, ``5m``) or seconds. A problem is one ``ValueError`` line
-naming the entry and the field: ``route 2: group_wait: must be a duration like 30s, 5m, 4h …``.
+A route without ``match`` matches every alert; with no ``[[route]]`` every alert of severity
+warning, error or critical goes to every channel (info alerts stay in the UI). Durations are
+strings (``30s``, ``5m``) or seconds. A problem is one ``ValueError`` line naming the entry and the
+field: ``route 2: group_wait: must be a duration like 30s, 5m, 4h …``.
 
 Routes (``match.labels``, matchers as in rules: ``"v"``, ``"!v"``, ``"~re"``, ``"!~re"``) and
 silences (``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex``; a regex is searched,
@@ -47,6 +48,7 @@ from .notify.base import Channel
 from .rules import SEVERITIES
 from .rulesyntax import LABEL_RE, Matcher
 
+DEFAULT_SEVERITIES = ("warning", "error", "critical")  # what goes out when no [[route]] is configured
 GROUP_WAIT = {"info": 30.0, "warning": 30.0, "error": 0.0, "critical": 0.0}  # critical at once
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SILENCE_RE = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]{0,63})\s*(=~|!~|!=|=)\s*(.*?)\s*")
@@ -236,9 +238,11 @@ def parse_route(raw: Any, defaults: NotifyDefaults, channels: Collection[str], w
 def parse_routes(
     items: Sequence[Any] | None, defaults: NotifyDefaults, channels: Collection[str]
 ) -> tuple[Route, ...]:
-    """The ``[[route]]`` tables in order; none: one route sending everything to every channel."""
+    """The ``[[route]]`` tables in order; none: one route sending warnings and worse to every
+    channel (info alerts are for the UI only: a quiet default)."""
     if not items:
-        return (parse_route({"channels": list(channels)}, defaults, channels),) if channels else ()
+        default = {"channels": list(channels), "match": {"severity": list(DEFAULT_SEVERITIES)}}
+        return (parse_route(default, defaults, channels),) if channels else ()
     return tuple(parse_route(r, defaults, channels, f"route {i}") for i, r in enumerate(items, 1))
 
 

@@ -1,8 +1,10 @@
 """What the aggregator knows of each host right now: last seen, interval, headline values, status.
 
 Updated from every stored frame (on the event loop, after the commit). Status is ``down`` when the
-host missed ``down_after`` push intervals, else ``critical`` / ``warning`` from the headline values
-against the default thresholds (CPU 80 / 95 %, memory 85 / 95 %, disk 80 / 90 %), else ``up``.
+host missed ``down_after`` push intervals (counted from its newest sample or its last push, whichever
+is later: a host sending back-log after an outage is up), else ``critical`` / ``warning`` from the
+headline values against the default thresholds (CPU 80 / 95 %, memory 85 / 95 %, disk 80 / 90 %),
+else ``up``.
 It also keeps the last hour of the headline values by minute (CPU, memory, the fullest disk and
 network bytes per second), for the overview's sparklines; it starts empty at each start.
 """
@@ -27,14 +29,23 @@ _RATE_NAMES = {
 @dataclass
 class HostState:
     name: str
-    last_seen_ms: int | None = None
+    last_seen_ms: int | None = None  # the newest sample's time
+    heard_ms: int | None = None  # when the host last pushed (a back-fill is old data from a live host)
     interval_ms: int | None = None
     values: dict[str, float] = field(default_factory=dict)
     counters: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (ts, summed value)
     facts: dict[str, Any] = field(default_factory=dict)
     spark: dict[str, Spark] = field(default_factory=dict)  # headline value -> its last hour by minute
 
-    def update(self, batch: Batch) -> None:
+    @property
+    def alive_ms(self) -> int | None:
+        """The later of the newest sample and the last push: what "down" is measured from."""
+        times = [t for t in (self.last_seen_ms, self.heard_ms) if t is not None]
+        return max(times) if times else None
+
+    def update(self, batch: Batch, now_ms: int | None = None) -> None:
+        if now_ms is not None:
+            self.heard_ms = now_ms
         if not batch.timestamps:
             return
         if batch.host:
@@ -77,10 +88,11 @@ class HostState:
                 self.spark.setdefault(key, Spark()).add(last, value)
 
     def status(self, now_ms: int, down_after: int) -> str:
-        if self.last_seen_ms is None:
+        alive = self.alive_ms
+        if alive is None:
             return "down"
         interval = self.interval_ms or DEFAULT_INTERVAL_MS
-        if now_ms - self.last_seen_ms > down_after * interval + 5_000:
+        if now_ms - alive > down_after * interval + 5_000:
             return "down"
         level = "up"
         for key, (warn, crit) in THRESHOLDS.items():

@@ -787,6 +787,9 @@ def test_routes_default_to_every_channel_and_take_the_notify_defaults() -> None:
     defaults = parse_notify({"repeat_interval": "2h"})
     [route] = parse_routes(None, defaults, ["a", "b"])
     assert route.channels == ("a", "b")
+    assert route.matches("warning", {})
+    assert route.matches("critical", {})
+    assert not route.matches("info", {})  # info alerts stay in the UI unless a route sends them
     assert route.repeat_interval == 7200.0
     assert route.group_by == ("host",)
     [route] = parse_routes(

@@ -32,3 +32,13 @@ def test_sparklines_average_each_minute_and_keep_the_last_hour() -> None:
     assert later[-10:] == [None] * 10
     assert later[0] == 25.0
     assert "spark" not in state.to_json(now, 3)
+
+
+def test_a_host_sending_back_log_is_up_and_a_silent_one_goes_down() -> None:
+    state = HostState("h")
+    now = T0 + 6 * 3_600_000
+    state.update(frame(1, T0, cpu=10.0, rx=0), now)  # six hours old: back-fill after an outage
+    state.update(frame(2, T0 + 10_000, cpu=10.0, rx=1000), now + 1_000)
+    assert state.status(now + 2_000, 3) == "up"  # it pushed a second ago
+    assert state.status(now + 1_000 + 3 * 10_000 + 6_000, 3) == "down"  # three intervals of silence
+    assert state.to_json(now, 3)["last_seen"] == T0 + 10_000  # the newest sample, as before
