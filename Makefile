@@ -12,8 +12,10 @@ STAMP := $(VENV)/.installed
 VENDOR := web/vendor
 # Debian packages the tests and benchmarks start for real (installed with apt-get when run as root).
 DEB_PACKAGES ?=
+# the interop tests (tests/aggregator/test_interop.py, test_alertmanager.py); shellcheck for install-agent.sh
+TEST_PACKAGES := prometheus prometheus-alertmanager victoria-metrics shellcheck
 
-.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts bench-commands lock system clean
+.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts bench-commands bench-ui lock dist system clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,7 +44,8 @@ system: ## install the Debian packages in DEB_PACKAGES that are missing (apt-get
 demo: setup ## run the aggregator, this host's agent and 20 simulated hosts; prints the URL and login
 	$(VENV)/bin/edgewatch demo
 
-test: setup lint ## run every test (lint first, then pytest)
+test: setup lint ## run every test (lint first, then pytest; installs the Debian packages the browser and interop tests start)
+	@$(MAKE) --no-print-directory system DEB_PACKAGES="chromium $(TEST_PACKAGES)"
 	$(PY) -m pytest -q
 
 RUFF := $(VENV)/bin/ruff --config .ci/ruff.toml
@@ -59,7 +62,7 @@ format: $(STAMP) ## reformat the code with ruff
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: bench-protocol bench-agent bench-aggregator bench-alerts bench-commands ## run every benchmark (JSON lines on stdout)
+bench: bench-protocol bench-agent bench-aggregator bench-alerts bench-commands bench-ui ## run every benchmark (JSON lines on stdout)
 
 bench-protocol: $(STAMP) ## wire protocol: frame bytes and encode+decode time per sample, beside JSON and msgpack
 	$(PY) bench/protocol.py
@@ -78,8 +81,17 @@ bench-alerts: $(STAMP) ## alerts: sample-to-webhook/push latency with a real age
 bench-commands: $(STAMP) ## remote commands: issued to result stored, real agent with default settings (ARGS=--quick)
 	$(PY) bench/commands.py $(ARGS)
 
-lock: $(STAMP) ## re-pin constraints.txt to what the venv has installed now
-	$(PIP) freeze --exclude-editable --disable-pip-version-check | grep -v '^edgewatch' > constraints.txt
+bench-ui: $(STAMP) $(VENDOR)/uPlot.esm.js ## web UI in headless Chromium: 1,000-host overview and a host's 24 h charts, API vs render ms (ARGS=--quick)
+	@$(MAKE) --no-print-directory system DEB_PACKAGES=chromium
+	$(PY) bench/ui.py $(ARGS)
+
+dist: $(STAMP) $(VENDOR)/uPlot.esm.js ## build the wheel and sdist into dist/ (web UI, units, install script included)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	@ls -l dist
+
+lock: $(STAMP) ## re-pin constraints.txt to what the venv has installed now (setuptools and wheel too: make dist builds offline)
+	$(PIP) freeze --all --exclude-editable --disable-pip-version-check | grep -v -E '^(edgewatch|pip)==' > constraints.txt
 
 clean: ## remove the venv, caches and fetched web packages
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis web/node_modules $(VENDOR)

@@ -1,7 +1,9 @@
-"""``edgewatch admin --data-dir DIR VERB``: agents, enrollment tokens, API tokens, users.
+"""``edgewatch admin --data-dir DIR VERB``: agents, enrollment tokens, API tokens, users; backup,
+restore and check of the database.
 
-Works on the database directly (also while the aggregator runs: SQLite serializes the writes). A
-verb that creates a secret prints it once, as the last line, so scripts can take ``tail -n 1``.
+Works on the database directly (also while the aggregator runs: SQLite serializes the writes; only
+``restore`` needs the aggregator stopped). A verb that creates a secret prints it once, as the last
+line, so scripts can take ``tail -n 1``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import accounts, auth
-from .config import DEFAULT_PATH
+from .config import DEFAULT_PATH, AggregatorConfig
 from .db import DB_NAME, open_writer
 
 
@@ -60,12 +62,16 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgewatch admin",
-        description="Manage agents, enrollment tokens, API tokens and users of an aggregator's database.",
+        description="Manage agents, enrollment tokens, API tokens and users of an aggregator's database; "
+        "back it up, restore it, check it.",
     )
     parser.add_argument(
         "--data-dir", type=Path, help="the aggregator's data dir (default: data_dir of its config)"
     )
-    parser.add_argument("--json", action="store_true", help="print lists as JSON")
+    parser.add_argument(
+        "--config", type=Path, help=f"the aggregator's config file (default {DEFAULT_PATH} if present)"
+    )
+    parser.add_argument("--json", action="store_true", help="print lists and reports as JSON")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     v = verbs.add_parser("add-agent", help="create an agent and print its token (last line)")
     v.add_argument("name")
@@ -92,15 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from the first line of stdin"
     )
     verbs.add_parser("list-users", help="list users and roles")
+    v = verbs.add_parser(
+        "backup", help="copy the database and its keys to FILE (online: the aggregator may run)"
+    )
+    v.add_argument("file", type=Path, metavar="FILE")
+    v.add_argument("--pages", type=int, default=1024, help="pages copied per step (default 1024)")
+    v.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
+    v = verbs.add_parser(
+        "restore", help="replace the database with a backup (stop the aggregator first; the old one is kept)"
+    )
+    v.add_argument("file", type=Path, metavar="FILE")
+    v = verbs.add_parser(
+        "check", help="integrity, sizes per tier, retention status, file and free pages; exit 1 on a problem"
+    )
+    v.add_argument("--quick", action="store_true", help="quick_check instead of the full integrity_check")
+    v.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the report as JSON")
     return parser
+
+
+def _config(args: argparse.Namespace) -> AggregatorConfig:
+    from .config import load
+
+    return load(args.config if args.config is not None else DEFAULT_PATH)
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
     if args.data_dir is not None:
         return Path(args.data_dir)
-    from .config import load
-
-    return load(DEFAULT_PATH).data_dir
+    return _config(args).data_dir
 
 
 def main(argv: Sequence[str]) -> int:
@@ -110,6 +135,15 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         print(f"edgewatch admin: {exc}", file=sys.stderr)
         return 2
+    if args.verb in ("backup", "restore", "check"):
+        from .operations import operate
+
+        try:
+            config = _config(args) if args.verb == "check" else None
+        except ValueError as exc:
+            print(f"edgewatch admin: {exc}", file=sys.stderr)
+            return 2
+        return operate(args, data_dir, config)
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         conn = open_writer(data_dir / DB_NAME)

@@ -61,6 +61,7 @@ class Who(NamedTuple):
     actor: str  # for the audit log: token:NAME or user:NAME
     role: str
     session: Session | None = None  # a browser session (CSRF applies)
+    token_id: str | None = None  # the API token's id
 
 
 async def caller(request: web.Request) -> Who | None:
@@ -96,7 +97,7 @@ async def _token(request: web.Request) -> Who | None:
     record = cached[0]
     if record is None or record.revoked or not auth.matches(secret, record.token_hash):
         return None
-    return Who(f"token:{record.name or record.id}", record.role)
+    return Who(f"token:{record.name or record.id}", record.role, None, record.id)
 
 
 def same_origin(request: web.Request) -> bool:

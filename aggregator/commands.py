@@ -27,14 +27,17 @@ from .store import Store
 DOMAIN = b"edgewatch-command-v1\n"
 LIFETIME_MS = 60_000
 MAX_OUTPUT = 64 * 1024
+MAX_PATTERN = 200  # characters of an advertised parameter pattern
+MAX_VALUE = 256  # characters of a parameter value
 FINAL = ("succeeded", "failed", "rejected", "expired")
 STATES = ("queued", "delivered", "running", *FINAL)
 # what a report may move a command from, by the state it reports
-# (a command marked expired may still report: the agent checked the expiry with its own clock)
+# a command marked expired never starts: its "running" gets 409 and the agent does not run it, so an
+# operator who sees "expired" and issues it again never gets it twice
 MOVES = {
-    "running": ("delivered", "expired"),
-    "succeeded": ("delivered", "running", "expired"),
-    "failed": ("delivered", "running", "expired"),
+    "running": ("delivered",),
+    "succeeded": ("running",),
+    "failed": ("delivered", "running"),
     "rejected": ("delivered", "running", "expired"),
 }
 SIGNED = ("id", "agent", "action", "args", "nonce", "issued", "expires")
@@ -75,6 +78,8 @@ def check_args(facts: Mapping[str, Any], host: str, action: str, args: Any) -> d
     if not isinstance(args, dict) or not all(isinstance(v, str) for v in args.values()):
         raise CommandError('args must be an object of strings, e.g. {"unit": "nginx.service"}')
     params = spec.get("params") or {}
+    if not isinstance(params, dict):
+        raise CommandError(f"host {host!r} advertises the action {action!r} wrongly; check its agent")
     if set(args) != set(params):
         raise CommandError(
             f"the action {action!r} takes exactly the parameters: {', '.join(params) or 'none'}"
@@ -83,11 +88,18 @@ def check_args(facts: Mapping[str, Any], host: str, action: str, args: Any) -> d
         allowed = params[name]
         if isinstance(allowed, list):
             ok = value in allowed
-        else:
+        else:  # the agent's pattern: bounded, so a pathological one cannot stall the aggregator long
             pattern = str(allowed)[3:] if str(allowed).startswith("re:") else None
-            ok = (
-                pattern is not None and re.fullmatch(pattern, value) is not None and not value.startswith("-")
-            )
+            try:
+                ok = (
+                    pattern is not None
+                    and len(pattern) <= MAX_PATTERN
+                    and len(value) <= MAX_VALUE
+                    and not value.startswith("-")
+                    and re.fullmatch(pattern, value) is not None
+                )
+            except re.error:
+                ok = False
         if not ok:
             raise CommandError(f"parameter {name} = {value!r} is not one the host allows for {action!r}")
     return dict(args)

@@ -15,6 +15,8 @@ from typing import Any
 from edgewatch.protocol.limits import MAX_FRAME_BYTES
 from edgewatch.protocol.settings import ConfigError, Setting, read_toml, resolve
 
+from .remotewrite.settings import Endpoint, parse_remote_write
+
 DEFAULT_PATH = Path("/etc/edgewatch/aggregator.toml")
 ENV_PREFIX = "EDGEWATCH_AGGREGATOR_"
 DAY = 86400.0
@@ -26,6 +28,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_key", "str", "", "PEM private key of tls_cert."),
     Setting(
         "public_url", "str", "", "URL agents and browsers use, for install lines (default: from listen)."
+    ),
+    Setting(
+        "dist_dir",
+        "str",
+        "",
+        "Wheels served at /dist/ for the agent install script (default: DATA_DIR/dist).",
     ),
     Setting("log_format", "choice:text|json", "text", "Log lines as key=value text or as JSON."),
     Setting("log_level", "choice:debug|info|warning|error", "info", "Least severe level that is logged."),
@@ -63,7 +71,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ingest.max_inflight", "int", 4, "Concurrent pushes per agent before 429.", 1, 1000),
     Setting("ingest.max_future", "duration", 300.0, "How far ahead of our clock a sample may be.", 0),
     Setting("hosts.down_after", "int", 3, "A host is down after this many missed push intervals.", 1, 1000),
-    Setting("metrics.public", "bool", False, "Serve /metrics without an API token."),
+    Setting("metrics.public", "bool", False, "Serve /metrics and /federate without an API token."),
+    Setting(
+        "federate.max_age",
+        "duration",
+        600.0,
+        "/federate leaves out series whose newest sample is older than this (0: none left out).",
+        0,
+    ),
     Setting(
         "alerts.rules_file",
         "str",
@@ -102,9 +117,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 TABLES = {
-    "channel": "Notification channels: name, type (webpush, webhook, apprise) and its fields.",
+    "channel": "Notification channels: name, type (webpush, webhook, apprise, alertmanager) and its fields.",
     "route": "Which alerts go to which channels: match, channels, grouping, digest, escalation.",
     "notify": "Defaults of the notification pipeline: group_wait, group_interval, repeat_interval, ...",
+    "remote_write": "Prometheus remote-write endpoints that get every sample: url, auth, queue bound, ...",
 }
 TIERS = ("raw", "1m", "5m", "1h")
 
@@ -125,6 +141,16 @@ class AggregatorConfig:
     @property
     def data_dir(self) -> Path:
         return Path(self.values["data_dir"])
+
+    @property
+    def dist_dir(self) -> Path:
+        """Where the wheels that ``GET /dist/FILE.whl`` serves live: ``dist_dir``, or ``DATA_DIR/dist``."""
+        return Path(self.values["dist_dir"]) if self.values["dist_dir"] else self.data_dir / "dist"
+
+    @property
+    def remote_write(self) -> tuple[Endpoint, ...]:
+        """The ``[[remote_write]]`` endpoints (checked by `load`)."""
+        return parse_remote_write(self.tables.get("remote_write"))
 
     @property
     def retention(self) -> dict[str, float]:
@@ -176,4 +202,8 @@ def load(
     ret = [values[f"retention.{t}"] for t in TIERS]
     if ret != sorted(ret):
         raise ConfigError("retention: coarser tiers must be kept at least as long as finer ones")
+    try:
+        parse_remote_write(tables.get("remote_write"))
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (see docs/aggregator.md, Remote write)") from None
     return AggregatorConfig(values, path, tables)

@@ -44,6 +44,7 @@ class Client:
     ws: web.WebSocketResponse
     who: str
     cookie: str | None  # the session's id, to keep it alive (None for an API token)
+    token_id: str | None = None  # the API token it signed in with
     hosts: set[str] = field(default_factory=set)  # "*" for all
     series: dict[str, dict[SeriesKey, tuple[int, int]]] = field(
         default_factory=dict
@@ -118,6 +119,18 @@ class Hub:
         for client in list(self.clients):
             if rank >= client.level:
                 self.send(client, {"type": "alert", "alert": alert, "transition": transition})
+
+    async def close_where(self, gone: Callable[[Client], bool], reason: bytes) -> None:
+        """Close the sockets of a revoked token or a deleted user at once."""
+        for client in [c for c in self.clients if gone(c)]:
+            self.clients.discard(client)
+            await client.ws.close(code=4401, message=reason)
+
+    async def close_actor(self, actor: str) -> None:
+        await self.close_where(lambda c: c.who == actor, b"the user was deleted")
+
+    async def close_token(self, token_id: str) -> None:
+        await self.close_where(lambda c: c.token_id == token_id, b"the token was revoked")
 
     def broadcast(self, message: dict[str, Any]) -> None:
         for client in list(self.clients):
@@ -194,7 +207,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=PING_EVERY_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
     hub = request.app[HUB]
-    client = Client(ws, who.actor, request.cookies.get(COOKIE) if who.session is not None else None)
+    client = Client(
+        ws, who.actor, request.cookies.get(COOKIE) if who.session is not None else None, who.token_id
+    )
     hub.clients.add(client)
     sender = asyncio.create_task(_drain(client))
     now = request.app[API].now_ms()

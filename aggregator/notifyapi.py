@@ -26,6 +26,7 @@ from .query import QueryError
 from .routing import Silence
 
 MAX_SILENCE_S = 366 * 86400.0
+MAX_SUBSCRIPTIONS = 10  # push subscriptions per user or token: devices, not a mailing list
 
 
 async def _body(request: web.Request, example: str) -> dict[str, Any] | web.Response:
@@ -158,6 +159,13 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             conn.execute("SELECT 1 FROM push_subscriptions WHERE endpoint = ?", (sub.endpoint,)).fetchone()
             is None
         )
+        owned = conn.execute("SELECT count(*) FROM push_subscriptions WHERE owner = ?", (actor,)).fetchone()[
+            0
+        ]
+        if new and owned >= MAX_SUBSCRIPTIONS:
+            raise ValueError(
+                f"{actor} has {MAX_SUBSCRIPTIONS} push subscriptions already; unsubscribe an old device first"
+            )
         conn.execute(
             "INSERT OR REPLACE INTO push_subscriptions (endpoint, p256dh, auth, owner, created_ms)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -167,7 +175,10 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             accounts.audit(conn, now, actor, "push-subscribe", endpoint=_origin(sub.endpoint))
         return new
 
-    created = await request.app[INGEST].store.write(write)
+    try:
+        created = await request.app[INGEST].store.write(write)
+    except ValueError as exc:
+        return error(409, str(exc))
     return web.json_response({"subscribed": True, "endpoint": sub.endpoint}, status=201 if created else 200)
 
 

@@ -347,7 +347,8 @@ class Pipeline:
             for fp, a, ch, t in members:
                 kind = t.pending or "firing"
                 state = "resolved" if kind == "resolved" else "firing"
-                fields = {"key": fp, "rule": a.rule, "host": a.labels.get("host", ""), "level": a.severity}
+                fields: dict[str, Any] = {"key": fp, "rule": a.rule, "host": a.labels.get("host", "")}
+                fields.update(level=a.severity, fired_at=a.fired_at)
                 note = _note({**a.note, **fields, "state": state, "labels": a.labels, "group": group})
                 self._cancel(fp, ch, ALL)  # the newest word on the alert replaces a queued one
                 t.pending, t.queued = None, t.queued + 1

@@ -13,7 +13,8 @@ From the aggregator's TOML (the values shown for ``[notify]`` are the defaults):
     inhibitors = ["host_down"]  # rules whose firing alert mutes the other alerts of its host
 
     [[channel]]                 # webhook: url, secret, headers, timeout; apprise: urls, timeout;
-    name = "ops"                # webpush: subject, ttl, timeout
+    name = "ops"                # webpush: subject, ttl, timeout; alertmanager: url, basic_auth,
+                                # bearer_token, headers, timeout, hold
     type = "webhook"
     url = "https://hooks.example.com/edgewatch"
 
@@ -252,7 +253,11 @@ _CHANNEL_KEYS = {
     "webhook": ("url", "secret", "headers", "timeout"),
     "apprise": ("urls", "timeout"),
     "webpush": ("subject", "ttl", "timeout"),
+    "alertmanager": ("url", "basic_auth", "bearer_token", "headers", "timeout", "hold"),
 }
+
+
+_RESERVED_HEADERS = ("content-type", "content-length", "host", "user-agent")
 
 
 def build_channels(
@@ -294,7 +299,7 @@ def _channel(  # noqa: PLR0917 (one call site, above)
 ) -> Channel:
     key, options = "", dict[str, Any]()
     try:
-        for key in ("timeout", "ttl"):
+        for key in ("timeout", "ttl", "hold"):
             if key in table:
                 if (seconds := _duration(table[key])) <= 0:
                     raise ValueError("must be more than 0 s")
@@ -312,6 +317,14 @@ def _channel(  # noqa: PLR0917 (one call site, above)
             return WebhookChannel(
                 name, table.get("url", ""), secret=table.get("secret", ""), headers=headers, **options
             )
+        if kind == "alertmanager":
+            from .httpauth import parse_credentials
+            from .notify.alertmanager import AlertmanagerChannel
+
+            key = ""  # parse_credentials names the field itself
+            credentials = parse_credentials(table, reserved=_RESERVED_HEADERS)
+            key = "url"
+            return AlertmanagerChannel(name, table.get("url", ""), credentials=credentials, **options)
         if kind == "apprise":
             from .notify.apprise_channel import AppriseChannel
 
@@ -332,7 +345,7 @@ def _channel(  # noqa: PLR0917 (one call site, above)
         )
     except ValueError as e:
         key = "headers" if key == "url" and "header" in str(e) else key
-        raise ValueError(f"{who}: {key}: {e}") from None
+        raise ValueError(f"{who}: {key}: {e}" if key else f"{who}: {e}") from None
 
 
 # --- silences -------------------------------------------------------------------------------

@@ -27,10 +27,13 @@ from aiohttp import web
 from edgewatch.protocol.sdnotify import Notifier as SdNotifier
 from edgewatch.protocol.settings import ConfigError
 
-from . import alertapi, api, commandapi, ingest, keys, live, notifyapi, static, webapi
+from . import alertapi, api, commandapi, federate, ingest, keys, live, notifyapi, static, webapi
 from .alerting import alerting_context
 from .config import DEFAULT_PATH, AggregatorConfig, load
+from .datadir import DataDirBusy
+from .downloads import DOWNLOADS, Downloads, dist_wheel, install_script, share_dir
 from .metrics import Registry
+from .remotewrite.forwarder import remote_write_context
 from .rules import RuleError
 from .sessions import SESSIONS, Sessions, ensure_admin
 from .store import Store
@@ -166,6 +169,8 @@ def make_app(
                 await task
 
     app.cleanup_ctx.append(storage)
+    app.cleanup_ctx.append(remote_write_context(config.remote_write, config.data_dir, registry, wall))
+    app.cleanup_ctx.append(federate.federation_context(float(config["federate.max_age"]), registry, wall))
     app.cleanup_ctx.append(alerting_context(config, registry, wall))
     app.cleanup_ctx.append(commandapi.commands_context(config.data_dir, wall))
     app.on_shutdown.append(commandapi.on_shutdown)
@@ -177,6 +182,7 @@ def make_app(
         wall=wall,
         origin=config.public_url,
     )
+    app[DOWNLOADS] = Downloads(config.dist_dir, share_dir())
     add_routes(app)
     return app
 
@@ -228,7 +234,10 @@ ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("GET", "/api/v1/agent/commands", commandapi.agent_commands),
     ("POST", "/api/v1/agent/commands/{id}/result", commandapi.agent_result),
     ("GET", "/metrics", api.metrics),
+    ("GET", "/federate", federate.federate),
     ("GET", "/healthz", api.healthz),
+    ("GET", "/install.sh", install_script),
+    ("GET", "/dist/{file}", dist_wheel),
     ("GET", "/", static.index),
     ("GET", "/{path:(?!api/).+}", static.files),
 )
@@ -249,7 +258,15 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             message += " " + self.formatException(record.exc_info).replace("\n", " | ")
         if self.as_json:
-            return json.dumps({"level": record.levelname.lower(), "logger": record.name, "msg": message})
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            return json.dumps(
+                {
+                    "ts": f"{stamp}.{int(record.created % 1 * 1000):03d}Z",
+                    "level": record.levelname.lower(),
+                    "logger": record.name,
+                    "msg": message,
+                }
+            )
         return f"level={record.levelname.lower()} logger={record.name} {message}"
 
 
@@ -371,6 +388,13 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:  # a [[channel]] or [[route]] table, found when the notifier starts
         print(f"edgewatch aggregator: {exc}", file=sys.stderr)
         return 2
+    except DataDirBusy as exc:
+        print(
+            f"edgewatch aggregator: {exc.data_dir} is in use by {exc.holder}; stop it, or give this "
+            "aggregator another --data-dir",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:
         print(
             f"edgewatch aggregator: cannot serve on {config['listen']}: {exc.strerror or exc}",

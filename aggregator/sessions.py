@@ -87,6 +87,7 @@ class Sessions:
     wall: Callable[[], float] = time.time
     limiter: Limiter = field(default_factory=Limiter)
     cache: dict[bytes, Session] = field(default_factory=dict)
+    checking: int = 0  # password checks running now
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)

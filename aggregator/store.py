@@ -1,6 +1,7 @@
 """The storage engine as one object: the writer, the readers, the in-memory catalogs, maintenance.
 
-``Store.open(data_dir)`` migrates the database and starts the writer thread; ``maintain(now_ms)``
+``Store(data_dir)`` takes the data dir's lock (``datadir``: one aggregator per data dir, and no
+restore under it), migrates the database and starts the writer thread; ``maintain(now_ms)``
 compacts closed windows, merges rollup rows and applies retention (the server calls it on a timer,
 tests call it with their own clock); ``close()`` lets queued writes commit and is safe twice.
 """
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from .catalog import Acked, SeriesIds
 from .compaction import CompactJob, MergeRollupsJob, RetentionJob, merge_candidates, vacuum_some
+from .datadir import DataDirLock
 from .db import DB_NAME, Readers, open_writer
 from .schema import BLOCK_MS
 from .writer import Overloaded, Writer, WriterClosed
@@ -60,8 +62,13 @@ class Store:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
-        conn = open_writer(self.path, synchronous)
-        os.chmod(self.path, 0o600)
+        self._lock = DataDirLock(data_dir, "an edgewatch aggregator")  # DataDirBusy when taken
+        try:
+            conn = open_writer(self.path, synchronous)
+            os.chmod(self.path, 0o600)
+        except BaseException:
+            self._lock.release()
+            raise
         self.series = SeriesIds()
         self.series.load(conn)
         self.acked = Acked()
@@ -78,6 +85,7 @@ class Store:
         self.writer.close()
         self.readers.close()
         self.auth_readers.close()
+        self._lock.release()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self.writer.submit(CallJob(fn))

@@ -19,7 +19,11 @@ from . import accounts, auth
 from .alertapi import ALERTING, RULE_SWITCHES
 from .api import API, Who, caller, csrf_refusal, requires, same_origin
 from .ingest import INGEST, error
+from .live import HUB
 from .sessions import COOKIE, SESSIONS
+
+MAX_LOGIN_BYTES = 4096
+MAX_CHECKING = 4  # password checks (Argon2id, 19 MiB each) at once; more wait outside with a 429
 
 
 async def _json(request: web.Request, example: str) -> dict[str, Any] | web.Response:
@@ -40,26 +44,38 @@ async def login(request: web.Request) -> web.StreamResponse:
     """Sign in with a user name and password: the session cookie and the CSRF token."""
     if not same_origin(request):
         return error(403, "this sign-in comes from another site (Origin); it is refused")
-    body = await _json(request, '{"username": "admin", "password": "..."}')
-    if isinstance(body, web.Response):
-        return body
+    raw = await request.content.read(MAX_LOGIN_BYTES + 1)
+    try:
+        body = json.loads(raw) if len(raw) <= MAX_LOGIN_BYTES else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return error(400, 'send a JSON object like {"username": "admin", "password": "..."}')
     user, password = body.get("username"), body.get("password")
-    if not isinstance(user, str) or not isinstance(password, str) or not user or len(password) > 1024:
-        return error(400, "give username and password as strings")
+    if not isinstance(user, str) or not isinstance(password, str) or not auth.valid_name(user):
+        return error(400, "give username (a user name) and password as strings")
     sessions = request.app[SESSIONS]
-    keys = (f"user:{user.lower()}", f"addr:{request.remote}")
+    # the hard limit is per user and address, so nobody can lock a user out from elsewhere; the
+    # attempt counts before the password is checked, so parallel guesses cannot slip through
+    keys = (f"user:{user.lower()}@{request.remote}", f"addr:{request.remote}")
     if (wait := sessions.limiter.wait(*keys)) > 0:
         return error(
             429,
             f"too many failed sign-ins; try again in {wait / 60:.0f} min",
             {"Retry-After": str(max(1, round(wait)))},
         )
-    made = await sessions.sign_in(user, password)
+    if sessions.checking >= MAX_CHECKING:
+        return error(429, "too many sign-ins at once; try again in a few seconds", {"Retry-After": "5"})
+    sessions.limiter.failed(*keys)
+    sessions.checking += 1
+    try:
+        made = await sessions.sign_in(user, password)
+    finally:
+        sessions.checking -= 1
     if made is None:
-        sessions.limiter.failed(*keys)
         now = sessions.now_ms()
         await request.app[INGEST].store.write(
-            lambda conn: accounts.audit(conn, now, f"addr:{request.remote}", "login-failed", user=user[:64])
+            lambda conn: accounts.audit(conn, now, f"addr:{request.remote}", "login-failed", user=user)
         )
         return error(401, "the user name or password is wrong")
     sessions.limiter.succeeded(*keys)
@@ -209,12 +225,14 @@ async def delete_user(request: web.Request) -> web.StreamResponse:
         if row[0] == "admin" and admins <= 1:
             raise accounts.AccountError("this is the last admin; make another admin first", 409)
         conn.execute("DELETE FROM users WHERE name = ?", (name,))
-        accounts.audit(conn, now, actor, "delete-user", user=name)
+        gone = conn.execute("DELETE FROM push_subscriptions WHERE owner = ?", (f"user:{name}",)).rowcount
+        accounts.audit(conn, now, actor, "delete-user", user=name, push_subscriptions=gone)
 
     done = await _write(request, write)
     if isinstance(done, web.Response):
         return done
     await request.app[SESSIONS].end_user(name)
+    await request.app[HUB].close_actor(f"user:{name}")
     return web.json_response({"deleted": name})
 
 
@@ -250,6 +268,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     if isinstance(done, web.Response):
         return done
     request.app[API].tokens.pop(ident, None)
+    await request.app[HUB].close_token(ident)
     return web.json_response({"revoked": ident})
 
 
@@ -290,9 +309,12 @@ async def add_enrollment(request: web.Request) -> web.StreamResponse:
     if isinstance(token, web.Response):
         return token
     url = request.app[API].origin or f"{request.scheme}://{request.host}"
+    # packaging/install-agent.sh, served at /install.sh (downloads.py); the token goes in the
+    # environment, not in an argument every user on the host could read in the process list
+    insecure = " --insecure" if url.startswith("http://") else ""
     command = (
-        f"sudo edgewatch enroll {shlex.quote(url)} {shlex.quote(token)}"
-        " && sudo systemctl enable --now edgewatch-agent"
+        f"curl -fsSL {shlex.quote(url + '/install.sh')} | EDGEWATCH_ENROLL_TOKEN={shlex.quote(token)}"
+        f" sudo --preserve-env=EDGEWATCH_ENROLL_TOKEN sh -s -- --aggregator {shlex.quote(url)}{insecure}"
     )
     return web.json_response(
         {"token": token, "uses": uses, "expires": now + int(ttl * 1000), "url": url, "command": command},

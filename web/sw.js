@@ -67,7 +67,9 @@ function targetOf(msg) {
   try {
     const u = new URL(msg.url, self.location.origin);
     if (u.protocol !== "https:" && u.protocol !== "http:") return fallback.href;
-    return new URL(u.pathname + u.search + u.hash, self.location.origin).href;
+    // one leading slash: "//evil.example/x" would otherwise be a protocol-relative URL to another host
+    const path = u.pathname.replace(/^\/+/, "/");
+    return new URL(path + u.search + u.hash, self.location.origin).href;
   } catch {
     return fallback.href;
   }

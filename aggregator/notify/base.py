@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "****"
 MAX_RETRY_AFTER = 86_400.0  # a Retry-After beyond a day is treated as a day
+TEST_KEY = "edgewatch-test"  # the key of the "send test notification" message
 
 
 class Level(StrEnum):
@@ -61,6 +62,7 @@ class Notification:
     value: float | None = None
     url: str = ""  # what a tap / click opens (absolute URL of the alert in the web UI)
     group: str = ""  # the pipeline's group key, when the notification is part of a group
+    fired_at: int | None = None  # when the alert started firing (ms), when the pipeline knows it
 
     def __post_init__(self) -> None:
         # accept the plain strings the database holds; a wrong one fails here, not in a channel
@@ -82,6 +84,7 @@ class Notification:
             "url": self.url,
             "at": self.at,
             "group": self.group,
+            "fired_at": self.fired_at,
         }
 
 
@@ -289,7 +292,7 @@ def test_message(now_ms: int, url: str = "") -> list[Notification]:  # noqa: PT0
     """What the "send test notification" action sends through a channel."""
     return [
         Notification(
-            key="edgewatch-test",
+            key=TEST_KEY,
             rule="test",
             host="edgewatch",
             level=Level.INFO,

@@ -13,10 +13,12 @@ Body (``Content-Type: application/json``, UTF-8)::
       "truncated": 0,                # how many were left out of "alerts"
       "alerts": [{"key": "…", "rule": "cpu_high", "host": "web-1", "level": "critical",
                   "state": "firing", "summary": "…", "description": "…", "labels": {"…": "…"},
-                  "value": 97.2, "url": "https://…", "at": 1764000000000, "group": "…"}]
+                  "value": 97.2, "url": "https://…", "at": 1764000000000, "group": "…",
+                  "fired_at": 1763999940000}]
     }
 
-``value`` is a number, null, or one of "NaN", "+Inf", "-Inf"; ``at`` is ms since the epoch.
+``value`` is a number, null, or one of "NaN", "+Inf", "-Inf"; ``at`` (the transition) and
+``fired_at`` (when the alert started firing; null when unknown) are ms since the epoch.
 
 Headers: ``X-Edgewatch-Timestamp`` (unix seconds, always) and, when the channel has a secret,
 ``X-Edgewatch-Signature: sha256=<hex>`` where the hex is

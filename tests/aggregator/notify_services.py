@@ -6,6 +6,7 @@
   application server key when one is given), decrypts the RFC 8291 ``aes128gcm`` body with the
   subscriber's private key and auth secret (``http_ece``), and records the decrypted JSON. It can
   be told to answer a status (404, 410, 429 with Retry-After, 500, …) for one subscriber or all.
+- `AlertmanagerReceiver`: Alertmanager's ``POST /api/v2/alerts``, checking the body as it does.
 - `WebhookReceiver`: records JSON POSTs and, with a secret, checks ``X-Edgewatch-Signature``
   (HMAC-SHA256 over ``timestamp + "." + body``) and the timestamp, answering 401 when either is wrong.
   Also the sink for Apprise's ``json://`` plugin.
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -263,3 +266,54 @@ class WebhookReceiver(LocalServer):
         self.received.append(hook)
         extra = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
         return web.Response(status=self.status, text="ok" if self.status < 300 else "failing", headers=extra)
+
+
+# --- Alertmanager (API v2) ------------------------------------------------------------------------
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _rfc3339(text: Any) -> datetime.datetime:
+    if not isinstance(text, str) or not text.endswith("Z"):
+        raise ValueError(f"{text!r} is not an RFC 3339 UTC time")
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class AlertmanagerReceiver(LocalServer):
+    """``POST /api/v2/alerts`` checked as Alertmanager 0.25 checks a ``postableAlerts`` body (a list;
+    each alert with labels of valid names and non-empty values, string annotations, RFC 3339
+    ``startsAt`` not after ``endsAt``, a URL as ``generatorURL``); answers ``status`` (200)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[list[dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []
+        self.errors: list[str] = []
+        self.answers: list[int] = []  # statuses to answer first
+        self.app.router.add_post("/api/v2/alerts", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        if self.answers:
+            return web.Response(status=self.answers.pop(0), text="injected")
+        try:
+            alerts = json.loads(await request.read())
+            if request.content_type != "application/json" or not isinstance(alerts, list):
+                raise ValueError("the body must be a JSON list of alerts")
+            for a in alerts:
+                if set(a) - {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}:
+                    raise ValueError(f"unknown fields {sorted(set(a))}")
+                labels = a["labels"]
+                if not labels or not all(_LABEL_NAME.fullmatch(k) and v for k, v in labels.items()):
+                    raise ValueError(f"invalid labels {labels}")
+                if not all(isinstance(v, str) for v in a.get("annotations", {}).values()):
+                    raise ValueError("annotations must be strings")
+                if _rfc3339(a["endsAt"]) < _rfc3339(a["startsAt"]):
+                    raise ValueError("endsAt is before startsAt")
+                if "generatorURL" in a and not a["generatorURL"].startswith(("http://", "https://")):
+                    raise ValueError("generatorURL is not a URL")
+        except (ValueError, KeyError, TypeError) as e:
+            self.errors.append(str(e))
+            return web.json_response({"code": 400, "message": str(e)}, status=400)
+        self.received.append(alerts)
+        return web.Response(status=200)

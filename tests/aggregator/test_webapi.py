@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from edgewatch.aggregator.sessions import SESSIONS
 from edgewatch.protocol import Series
 
 from .conftest import T0, Harness, batch, harness
+from .notify_services import PushService
 
 PASSWORD = "correct horse battery"
 LOAD = (Series("node_load1", precision=2),)
@@ -144,8 +147,17 @@ def test_roles_are_enforced_for_sessions_and_admins_manage_users_tokens_agents(t
             status, body = await call(h, "POST", "/api/v1/enrollments", {"uses": 2, "ttl": 3600}, **csrf)
             assert status == 201
             assert body["token"].startswith("ewe_")
-            assert body["token"] in body["command"]
-            assert "edgewatch enroll" in body["command"]
+            assert shlex.split(body["command"]) == [
+                *(
+                    "curl",
+                    "-fsSL",
+                    f"{body['url']}/install.sh",
+                    "|",
+                    f"EDGEWATCH_ENROLL_TOKEN={body['token']}",
+                ),
+                *("sudo", "--preserve-env=EDGEWATCH_ENROLL_TOKEN", "sh", "-s", "--"),
+                *("--aggregator", body["url"], "--insecure"),  # plain http here: said out loud
+            ]
             await h.add_agent("web-1")
             assert [a["name"] for a in (await call(h, "GET", "/api/v1/agents"))[1]["agents"]] == ["web-1"]
             assert (await call(h, "DELETE", "/api/v1/agents/web-1", None, **csrf))[0] == 200
@@ -268,5 +280,53 @@ def test_a_new_password_ends_the_other_sessions_and_the_old_one_stops_working(tm
                 path, json={"old": "x", "new": "y" * 12}, headers={"Authorization": f"Bearer {token}"}
             ) as r:
                 assert r.status == 400  # a token has no password
+
+    asyncio.run(scenario())
+
+
+def test_sign_in_is_bounded_against_floods_and_parallel_guesses(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            status, _ = await login(h, "x" * 5000, "y")
+            assert status == 400  # not a user name: refused before any work
+            async with h.client.post("/api/v1/login", data=b"{" + b" " * 10_000 + b"}") as r:
+                assert r.status == 400
+            results = await asyncio.gather(*(login(h, "admin", f"guess {k}") for k in range(12)))
+            statuses = sorted(s for s, _ in results)
+            assert statuses.count(401) <= 5  # each attempt counts before its password is checked
+            assert set(statuses) <= {401, 429}
+            assert len(h.client.app[SESSIONS].limiter.failures) <= 2
+
+    asyncio.run(scenario())
+
+
+def test_a_revoked_token_loses_its_socket_and_a_deleted_user_their_phones(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path, alerts__push_allow_loopback_http=True) as h:
+            token = await h.api_token("viewer")
+            headers = {"Authorization": f"Bearer {token}"}
+            ws = await h.client.ws_connect("/api/v1/live", headers=headers)
+            assert json.loads((await ws.receive(timeout=5)).data)["type"] == "hello"
+            await login(h)
+            csrf = {"X-CSRF-Token": (await call(h, "GET", "/api/v1/me"))[1]["csrf"]}
+            [row] = (await call(h, "GET", "/api/v1/tokens"))[1]["tokens"]
+            assert (await call(h, "DELETE", f"/api/v1/tokens/{row['id']}", None, **csrf))[0] == 200
+            msg = await ws.receive(timeout=5)
+            assert msg.type.name in ("CLOSE", "CLOSED", "CLOSING")
+            await ws.close()
+            # a user's push subscriptions go with the user; ten devices per user at most
+            _, made = await call(h, "POST", "/api/v1/users", {"name": "pat", "role": "viewer"}, **csrf)
+            await login(h, "pat", made["password"])
+            csrf = {"X-CSRF-Token": (await call(h, "GET", "/api/v1/me"))[1]["csrf"]}
+            async with PushService() as push:
+                for k in range(11):
+                    sub = push.subscriber().subscription()
+                    status, body = await call(h, "POST", "/api/v1/push/subscriptions", sub, **csrf)
+                    assert status == (201 if k < 10 else 409), body
+            assert h.sql("SELECT count(*) FROM push_subscriptions") == [(10,)]
+            await login(h)
+            csrf = {"X-CSRF-Token": (await call(h, "GET", "/api/v1/me"))[1]["csrf"]}
+            assert (await call(h, "DELETE", "/api/v1/users/pat", None, **csrf))[0] == 200
+            assert h.sql("SELECT count(*) FROM push_subscriptions") == [(0,)]
 
     asyncio.run(scenario())

@@ -228,7 +228,7 @@ export async function mountAdmin(box, signal) {
     const body = { uses: Number(form.uses.value), ttl: Number(form.ttl.value) };
     try {
       const answer = await busy(form, () => post("/api/v1/enrollments", body));
-      const note = `Run it as root on ${answer.uses > 1 ? `up to ${answer.uses} hosts` : "the host"}; valid until ${when(answer.expires)}.`;
+      const note = `Paste it on ${answer.uses > 1 ? `up to ${answer.uses} hosts` : "the host"}: it installs, enrolls and starts the agent (with sudo); valid until ${when(answer.expires)}.`;
       setHtml(el("ad-enroll-out"), secretBox("Install line:", answer.command || answer.token, note));
     } catch {
       /* the toast says why */
