@@ -100,6 +100,23 @@ async def _token(request: web.Request) -> Who | None:
     return Who(f"token:{record.name or record.id}", record.role, None, record.id)
 
 
+async def actor_of(request: web.Request) -> str:
+    """Who makes the request, for the audit log: ``token:NAME``, ``user:NAME`` or ``unknown``."""
+    who = await caller(request)
+    return who.actor if who else "unknown"
+
+
+async def json_body(request: web.Request, example: str) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the 400 that shows ``example``."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return error(400, f"send a JSON object like {example}")
+    return body
+
+
 def same_origin(request: web.Request) -> bool:
     """No ``Origin`` header, or the aggregator's own origin (as the browser reached it, or public_url)."""
     origin = request.headers.get("Origin")

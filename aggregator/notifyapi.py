@@ -8,7 +8,6 @@ Every change is written to the audit log with who made it.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,7 @@ from edgewatch.protocol.settings import parse_duration
 
 from . import accounts
 from .alerting import NOTIFIER
-from .api import API, caller, parse_time, requires
+from .api import API, actor_of, json_body, parse_time, requires
 from .ingest import INGEST, error
 from .notify.webpush import parse_subscription
 from .query import QueryError
@@ -27,21 +26,6 @@ from .routing import Silence
 
 MAX_SILENCE_S = 366 * 86400.0
 MAX_SUBSCRIPTIONS = 10  # push subscriptions per user or token: devices, not a mailing list
-
-
-async def _body(request: web.Request, example: str) -> dict[str, Any] | web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        return error(400, f"send a JSON object like {example}")
-    return body
-
-
-async def _actor(request: web.Request) -> str:
-    who = await caller(request)
-    return who.actor if who else "unknown"
 
 
 def _silence_json(s: Silence, now_ms: int) -> dict[str, Any]:
@@ -64,7 +48,7 @@ async def add_silence(request: web.Request) -> web.StreamResponse:
     """Mute the alerts matching every matcher from ``starts_at`` (default now) for ``duration`` or
     until ``ends_at``; ``comment`` says why."""
     example = '{"matchers": ["host=web-1"], "duration": "2h", "comment": "maintenance"}'
-    body = await _body(request, example)
+    body = await json_body(request, example)
     if isinstance(body, web.Response):
         return body
     n, now = request.app[NOTIFIER], request.app[API].now_ms()
@@ -85,7 +69,7 @@ async def add_silence(request: web.Request) -> web.StreamResponse:
             return error(400, "a silence may last at most 366 days; make a rule change instead")
         if ends <= now:
             return error(400, "the silence would have ended already; give a later ends_at or a duration")
-        actor = await _actor(request)
+        actor = await actor_of(request)
         silence = await n.add_silence(
             matchers, starts_at=starts, ends_at=int(ends), author=actor, comment=comment[:1000], now_ms=now
         )
@@ -126,7 +110,7 @@ async def expire_silence(request: web.Request) -> web.StreamResponse:
     silence = await n.expire_silence(sid, now)
     if silence is None:
         return error(404, f"no active or pending silence has the id {sid!r}; see /api/v1/silences")
-    actor = await _actor(request)
+    actor = await actor_of(request)
     await request.app[INGEST].store.write(
         lambda conn: accounts.audit(conn, now, actor, "expire-silence", id=sid)
     )
@@ -144,7 +128,7 @@ async def push_key(request: web.Request) -> web.StreamResponse:
 @requires("viewer")
 async def subscribe(request: web.Request) -> web.StreamResponse:
     """Register this browser for Web Push: the body is ``PushSubscription.toJSON()``."""
-    body = await _body(request, '{"endpoint": "https://...", "keys": {"p256dh": "...", "auth": "..."}}')
+    body = await json_body(request, '{"endpoint": "https://...", "keys": {"p256dh": "...", "auth": "..."}}')
     if isinstance(body, web.Response):
         return body
     n, now = request.app[NOTIFIER], request.app[API].now_ms()
@@ -152,7 +136,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         sub = parse_subscription(body, allow_insecure_localhost=n.allow_loopback_http)
     except ValueError as exc:
         return error(400, f"{exc}")
-    actor = await _actor(request)
+    actor = await actor_of(request)
 
     def write(conn: Any) -> bool:
         new = (
@@ -191,13 +175,13 @@ def _origin(endpoint: str) -> str:
 @requires("viewer")
 async def unsubscribe(request: web.Request) -> web.StreamResponse:
     """Stop pushing to a browser: ``{"endpoint": ...}``."""
-    body = await _body(request, '{"endpoint": "https://..."}')
+    body = await json_body(request, '{"endpoint": "https://..."}')
     if isinstance(body, web.Response):
         return body
     endpoint = body.get("endpoint")
     if not isinstance(endpoint, str):
         return error(400, 'send {"endpoint": "https://..."}: the endpoint of the subscription')
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
 
     def write(conn: Any) -> int:
         gone = int(conn.execute("DELETE FROM push_subscriptions WHERE endpoint = ?", (endpoint,)).rowcount)
@@ -239,7 +223,7 @@ async def test_channel(request: web.Request) -> web.StreamResponse:
     now = request.app[API].now_ms()
     started = time.perf_counter()
     d = await n.test(name, now)
-    actor = await _actor(request)
+    actor = await actor_of(request)
     await request.app[INGEST].store.write(
         lambda conn: accounts.audit(conn, now, actor, "test-channel", channel=name, ok=d.ok)
     )

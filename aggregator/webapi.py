@@ -17,23 +17,13 @@ from aiohttp import web
 
 from . import accounts, auth
 from .alertapi import ALERTING, RULE_SWITCHES
-from .api import API, Who, caller, csrf_refusal, requires, same_origin
+from .api import API, Who, actor_of, caller, csrf_refusal, json_body, requires, same_origin
 from .ingest import INGEST, error
 from .live import HUB
 from .sessions import COOKIE, SESSIONS
 
 MAX_LOGIN_BYTES = 4096
 MAX_CHECKING = 4  # password checks (Argon2id, 19 MiB each) at once; more wait outside with a 429
-
-
-async def _json(request: web.Request, example: str) -> dict[str, Any] | web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        return error(400, f"send a JSON object like {example}")
-    return body
 
 
 def _me(user: str, role: str, csrf: str) -> dict[str, Any]:
@@ -131,7 +121,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
         return who
     if who.session is None:
         return error(400, "an API token has no password; sign in as the user")
-    body = await _json(request, '{"old": "...", "new": "..."}')
+    body = await json_body(request, '{"old": "...", "new": "..."}')
     if isinstance(body, web.Response):
         return body
     old, new = body.get("old"), body.get("new")
@@ -177,11 +167,6 @@ async def _write(request: web.Request, fn: Any) -> Any:
         return error(exc.status, str(exc))
 
 
-async def _actor(request: web.Request) -> str:
-    who = await caller(request)
-    return who.actor if who else "unknown"
-
-
 @requires("admin")
 async def users(request: web.Request) -> web.StreamResponse:
     """Users: name, role, created, disabled."""
@@ -192,14 +177,14 @@ async def users(request: web.Request) -> web.StreamResponse:
 @requires("admin")
 async def add_user(request: web.Request) -> web.StreamResponse:
     """``{"name", "role", "password"?}``; without a password one is made up and answered once."""
-    body = await _json(request, '{"name": "alice", "role": "operator"}')
+    body = await json_body(request, '{"name": "alice", "role": "operator"}')
     if isinstance(body, web.Response):
         return body
     name, role, password = body.get("name"), body.get("role", "viewer"), body.get("password")
     if not isinstance(name, str) or not isinstance(role, str) or not isinstance(password, str | None):
         return error(400, "give name and role (viewer, operator or admin) as strings, password optional")
     made = password or auth.new_secret()[:16]
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
     done = await _write(request, lambda conn: accounts.add_user(conn, name, role, made, now, actor=actor))
     if isinstance(done, web.Response):
         return done
@@ -213,7 +198,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
 async def delete_user(request: web.Request) -> web.StreamResponse:
     """Delete a user (never the last admin) and end their sessions."""
     name = request.match_info["name"]
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
 
     def write(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
@@ -246,13 +231,13 @@ async def tokens(request: web.Request) -> web.StreamResponse:
 @requires("admin")
 async def add_token(request: web.Request) -> web.StreamResponse:
     """``{"role", "name"}`` → the token, shown this once."""
-    body = await _json(request, '{"role": "viewer", "name": "grafana"}')
+    body = await json_body(request, '{"role": "viewer", "name": "grafana"}')
     if isinstance(body, web.Response):
         return body
     role, name = body.get("role"), body.get("name", "")
     if not isinstance(role, str) or role not in auth.ROLES or not isinstance(name, str) or len(name) > 100:
         return error(400, f"role must be one of {', '.join(auth.ROLES)}; name a string up to 100 characters")
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
     token = await _write(request, lambda conn: accounts.add_api_token(conn, role, name, now, actor=actor))
     if isinstance(token, web.Response):
         return token
@@ -263,7 +248,7 @@ async def add_token(request: web.Request) -> web.StreamResponse:
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     """Revoke an API token (it stops working within 30 s)."""
     ident = request.match_info["id"]
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
     done = await _write(request, lambda conn: accounts.revoke_token(conn, ident, now, actor=actor))
     if isinstance(done, web.Response):
         return done
@@ -283,7 +268,7 @@ async def agents(request: web.Request) -> web.StreamResponse:
 async def revoke_agent(request: web.Request) -> web.StreamResponse:
     """Revoke an agent's token: its pushes get 401; its data stays."""
     name = request.match_info["name"]
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
     done = await _write(request, lambda conn: accounts.revoke_host(conn, name, now, actor=actor))
     if isinstance(done, web.Response):
         return done
@@ -294,7 +279,7 @@ async def revoke_agent(request: web.Request) -> web.StreamResponse:
 @requires("admin")
 async def add_enrollment(request: web.Request) -> web.StreamResponse:
     """``{"uses", "ttl"}`` (ttl in seconds) → an enrollment token and the line to paste on a host."""
-    body = await _json(request, '{"uses": 1, "ttl": 86400}')
+    body = await json_body(request, '{"uses": 1, "ttl": 86400}')
     if isinstance(body, web.Response):
         return body
     uses, ttl = body.get("uses", 1), body.get("ttl", 86400)
@@ -302,7 +287,7 @@ async def add_enrollment(request: web.Request) -> web.StreamResponse:
         return error(400, "uses must be a whole number from 1 to 100000")
     if not isinstance(ttl, int | float) or not 60 <= ttl <= 365 * 86400:
         return error(400, "ttl must be seconds from 60 to 31536000")
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
     token = await _write(
         request, lambda conn: accounts.add_enrollment(conn, now, ttl_s=float(ttl), uses=uses, actor=actor)
     )
@@ -329,7 +314,7 @@ async def switch_rule(request: web.Request) -> web.StreamResponse:
     name, on = request.match_info["name"], request.path.endswith("/enable")
     if al.engine.rules.get(name) is None and name not in al.switches:
         return error(404, f"no rule is named {name!r}; see /api/v1/rules")
-    now, actor = request.app[API].now_ms(), await _actor(request)
+    now, actor = request.app[API].now_ms(), await actor_of(request)
     switches = {**al.switches, name: on}
     retired = al.apply_switches(switches, now)
 
