@@ -26,6 +26,9 @@ import { mountActions } from "../hostactions.js";
 import { live } from "../live.js";
 import { statusBadge, statusOf } from "../status.js";
 
+// steps a chart asks for (seconds): whole buckets of the raw, 1 m, 5 m and 1 h tiers
+const STEPS = [10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
 const MAX_PER_REQUEST = 60; // series ids in one query call
 const MAX_REQUESTS = 4;
 const STATUS_WINDOW_MS = 180_000; // the tables show the newest values within this of last seen
@@ -256,6 +259,15 @@ export async function mount(root, ctx) {
     }
   }
 
+  /** Seconds per point: about one point per two pixels of a chart, on a step a rollup tier has
+   * (24 h on a 600 px chart: 5 min, the 5 m tier), so the server reads and sends no more than shows. */
+  function chartStep(spanMs) {
+    const width = root.querySelector(".chart")?.clientWidth || 600;
+    const points = Math.min(400, Math.max(150, Math.round(width / 2)));
+    const wanted = spanMs / 1000 / points;
+    return STEPS.find((s) => s >= wanted) || Math.ceil(wanted / 86400) * 86400;
+  }
+
   async function loadCharts(rebuild) {
     if (loadController) loadController.abort();
     const controller = new AbortController();
@@ -274,7 +286,13 @@ export async function mount(root, ctx) {
           if (!ids.length) return;
           const answer = await get(
             "/api/v1/query",
-            { host: name, series: ids, start: Math.round(target.start), end: Math.round(target.end) },
+            {
+              host: name,
+              series: ids,
+              start: Math.round(target.start),
+              end: Math.round(target.end),
+              step: `${chartStep(target.end - target.start)}s`,
+            },
             { signal: controller.signal },
           );
           const byId = new Map((answer.series || []).map((s) => [s.id, s.points || []]));
