@@ -35,7 +35,8 @@ from edgewatch.aggregator.httpauth import Credentials
 from edgewatch.aggregator.promlabels import label_name
 from edgewatch.protocol.version import __version__
 
-from .base import TEST_KEY, Delivery, Notification, State, classify_http, mask_url, one_line
+from .base import TEST_KEY, Delivery, Notification, State, mask_url
+from .httppost import post
 
 API_PATH = "/api/v2/alerts"
 DEFAULT_HOLD = 86_400.0
@@ -126,26 +127,6 @@ class AlertmanagerChannel:
             "Content-Type": "application/json",
             "User-Agent": f"edgewatch/{__version__}",
         }
-        try:
-            if self._session is not None:
-                return await self._post(self._session, data, headers, now)
-            async with aiohttp.ClientSession() as session:
-                return await self._post(session, data, headers, now)
-        except TimeoutError:
-            return Delivery(ok=False, retryable=True, detail=f"no answer within {self.timeout:g} s")
-        except aiohttp.InvalidURL as e:
-            return Delivery(ok=False, detail=one_line(f"the Alertmanager URL is not valid: {e}"))
-        except aiohttp.ClientError as e:
-            return Delivery(ok=False, retryable=True, detail=one_line(f"Alertmanager unreachable: {e}"))
-
-    async def _post(
-        self, session: aiohttp.ClientSession, data: bytes, headers: dict[str, str], now: float
-    ) -> Delivery:
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with session.post(
-            self.url, data=data, headers=headers, timeout=timeout, allow_redirects=False
-        ) as r:
-            text = (await r.content.read(300)).decode("utf-8", "replace")
-            if 300 <= r.status < 400:
-                text = f"redirected to {mask_url(r.headers.get('Location', '?'))}; configure the final URL"
-            return classify_http(r.status, retry_after=r.headers.get("Retry-After"), now=now, detail=text)
+        return await post(
+            self.url, data, headers, timeout=self.timeout, now=now, what="Alertmanager", session=self._session
+        )

@@ -42,7 +42,8 @@ import aiohttp
 
 from edgewatch.protocol.version import __version__
 
-from .base import Delivery, Notification, classify_http, mask_headers, mask_url, one_line, title, worst
+from .base import Delivery, Notification, mask_headers, mask_url, title, worst
+from .httppost import post
 
 SCHEMA_VERSION = "1"
 SIGNATURE_HEADER = "X-Edgewatch-Signature"
@@ -138,26 +139,6 @@ class WebhookChannel:
         }
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(self._secret, stamp, data)
-        try:
-            if self._session is not None:
-                return await self._post(self._session, data, headers, now)
-            async with aiohttp.ClientSession() as session:
-                return await self._post(session, data, headers, now)
-        except TimeoutError:
-            return Delivery(ok=False, retryable=True, detail=f"no answer within {self.timeout:g} s")
-        except aiohttp.InvalidURL as e:
-            return Delivery(ok=False, detail=one_line(f"the webhook URL is not valid: {e}"))
-        except aiohttp.ClientError as e:
-            return Delivery(ok=False, retryable=True, detail=one_line(f"webhook unreachable: {e}"))
-
-    async def _post(
-        self, session: aiohttp.ClientSession, data: bytes, headers: dict[str, str], now: float
-    ) -> Delivery:
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with session.post(
-            self.url, data=data, headers=headers, timeout=timeout, allow_redirects=False
-        ) as r:
-            text = (await r.content.read(300)).decode("utf-8", "replace")
-            if 300 <= r.status < 400:
-                text = f"redirected to {mask_url(r.headers.get('Location', '?'))}; configure the final URL"
-            return classify_http(r.status, retry_after=r.headers.get("Retry-After"), now=now, detail=text)
+        return await post(
+            self.url, data, headers, timeout=self.timeout, now=now, what="webhook", session=self._session
+        )
