@@ -140,20 +140,24 @@ class Sender(threading.Thread):
                 self._back_off("internal", None)
 
     def _round(self, live: tuple[Entry, Batch, bytes] | None) -> None:
-        if live is not None and self._push_live(*live) == RETRY:
-            with self._wake:
-                if self._live is None:  # nothing newer came: try this one again when the back-off ends
-                    self._live = live
-            return
+        if live is not None:
+            with self.spool.sending(live[0]):  # not dropped from the spool while it is on its way
+                outcome = self._push_live(*live)
+            if outcome == RETRY:
+                with self._wake:
+                    if self._live is None:  # nothing newer came: try this one again when the back-off ends
+                        self._live = live
+                return
         # the back-log is what was spooled before the newest live frame (or before this sender
         # started): a frame still on its way to submit() is not taken for back-log
         backlog = [e for e in self.spool.oldest(self.backlog_chunk) if e.order < self._horizon]
         for n, entry in enumerate(backlog):
             if self._stopping or (n and self._live is not None):
                 return  # newer data first, after at least one spooled frame: the back-log never starves
-            frame = self.spool.read(entry)
-            if frame is not None and self._settle(entry, self._post(frame)) == RETRY:
-                return
+            with self.spool.sending(entry):  # dropped before this: read() answers None
+                frame = self.spool.read(entry)
+                if frame is not None and self._settle(entry, self._post(frame)) == RETRY:
+                    return
 
     def _push_live(self, entry: Entry, batch: Batch, key_frame: bytes) -> int:
         ref = self.ref

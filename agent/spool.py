@@ -6,7 +6,9 @@ counter, so a clock that steps back does not reorder it (age still uses the wall
 written to a ``.tmp`` file, synced, renamed and the directory synced, so a crash or kill -9 leaves
 either the whole entry or none (stray ``.tmp`` files are removed at start). The spool is bounded by
 size and age; when over, the oldest entries go first and their samples are added to
-``dropped_samples``, which is kept on disk and reported to the aggregator in every frame. Frames
+``dropped_samples``, which is kept on disk and reported to the aggregator in every frame. The entry
+the sender is pushing (``sending``) is never dropped meanwhile, the next oldest goes instead: once
+the aggregator has acknowledged a frame, its samples must not count as dropped. Frames
 the aggregator refused as malformed go to ``quarantine/`` (bounded too) instead of being retried.
 """
 
@@ -15,7 +17,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -82,6 +85,7 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.quarantine_dir.mkdir(exist_ok=True, mode=0o700)
         self._entries: list[Entry] = []
+        self._sending: Entry | None = None  # the entry being pushed: the bounds drop others
         for path in directory.iterdir():
             if path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)  # a write that a crash cut short: never acknowledged
@@ -120,12 +124,16 @@ class Spool:
     def _enforce_bounds(self, keep: Entry) -> None:
         oldest_allowed = (self.clock() - self.max_age) * 1000
         dropped = []
+        i = 0
         while (
-            self._entries
-            and self._entries[0] != keep
-            and (self._bytes > self.max_bytes or self._entries[0].created_ms < oldest_allowed)
+            i < len(self._entries)
+            and self._entries[i] != keep
+            and (self._bytes > self.max_bytes or self._entries[i].created_ms < oldest_allowed)
         ):
-            entry = self._entries.pop(0)
+            if self._entries[i] == self._sending:
+                i += 1  # on its way to the aggregator: the next oldest goes instead
+                continue
+            entry = self._entries.pop(i)
             self._bytes -= entry.size
             (self.directory / entry.name).unlink(missing_ok=True)
             dropped.append(entry)
@@ -138,6 +146,17 @@ class Spool:
                 sum(e.samples for e in dropped),
                 self.dropped_samples,
             )
+
+    @contextmanager
+    def sending(self, entry: Entry) -> Iterator[None]:
+        """While the sender pushes ``entry``, the bounds never drop it (they drop the next oldest)."""
+        with self._lock:
+            self._sending = entry
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sending = None
 
     def oldest(self, count: int, *, exclude: Entry | None = None) -> list[Entry]:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import pytest
 
 from edgewatch.agent.sender import Sender
 from edgewatch.agent.spool import Spool
-from edgewatch.agent.transport import HttpClient
-from edgewatch.protocol import Batch, Kind, Series, encode
+from edgewatch.agent.transport import HttpClient, Response
+from edgewatch.protocol import Batch, Kind, Series, decode, encode
 
 from .conftest import ReceiverProcess
 
@@ -214,3 +215,42 @@ def test_a_spool_file_deleted_by_hand_is_forgotten(tmp_path: Path, receiver: Rec
     (spool.directory / entry.name).unlink()
     assert spool.read(entry) is None
     assert len(spool) == 0  # the sender does not spin on it
+
+
+class _OverflowingClient:
+    """Acknowledges every frame; while frame ``seq`` is on its way, a tick spools a new frame into
+    the full spool (as the sampling thread does)."""
+
+    def __init__(self, spool: Spool, seq: int) -> None:
+        self.spool, self.seq = spool, seq
+        self.acked: list[int] = []
+
+    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        seq = decode(body).seq
+        if seq == self.seq:
+            self.spool.put(encode(_batch(99)), boot_id=42, seq=99, samples=3)
+        self.acked.append(seq)
+        return Response(200, {}, json.dumps({"ack": seq}).encode())
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_frame_acknowledged_while_the_spool_overflows_is_not_counted_as_dropped(tmp_path: Path) -> None:
+    size = len(encode(_batch(1)))
+    spool = Spool(tmp_path / "spool", max_bytes=3 * size + size // 2, max_age=3600)
+    for seq in (1, 2, 3):  # spooled while the aggregator was away; the spool holds three
+        spool.put(encode(_batch(seq)), boot_id=42, seq=seq, samples=3)
+    client = _OverflowingClient(spool, seq=1)
+    sender = Sender(spool, client, "token", backlog_chunk=5)  # type: ignore[arg-type]
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while 99 not in [e.seq for e in spool.oldest(10)] or len(spool) > 1:
+            assert time.monotonic() < deadline, client.acked
+            time.sleep(0.01)
+    finally:
+        sender.stop(2.0)
+    # frame 1 was on its way when frame 99 overflowed the spool: frame 2 went instead of it
+    assert client.acked == [1, 3]
+    assert spool.dropped_samples == 3  # frame 2's samples: exactly what the aggregator lacks

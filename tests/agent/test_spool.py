@@ -70,6 +70,20 @@ def test_a_frame_bigger_than_the_spool_is_still_kept_until_sent(tmp_path: Path) 
     assert spool.oldest(1) == [entry]
 
 
+def test_the_entry_being_sent_is_never_dropped_the_next_oldest_goes(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=300, max_age=3600)
+    first = spool.put(b"x" * 100, boot_id=1, seq=1, samples=7)
+    for seq in (2, 3):
+        spool.put(b"x" * 100, boot_id=1, seq=seq, samples=5)
+    with spool.sending(first):  # the aggregator may acknowledge it: it must not count as dropped
+        spool.put(b"x" * 100, boot_id=1, seq=4, samples=5)
+        assert [e.seq for e in spool.oldest(10)] == [1, 3, 4]
+        assert spool.dropped_samples == 5
+    spool.put(b"x" * 100, boot_id=1, seq=5, samples=5)  # not being sent any more: oldest first again
+    assert [e.seq for e in spool.oldest(10)] == [3, 4, 5]
+    assert spool.dropped_samples == 12
+
+
 def test_quarantine_moves_the_frame_aside_with_its_reason(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20, max_age=3600)
     entry = spool.put(b"bad", boot_id=1, seq=1, samples=1)
