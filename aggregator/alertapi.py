@@ -21,6 +21,7 @@ from .alertengine import Engine, log_event, persist
 from .alertstate import AlertState, render_annotations
 from .api import API, caller, requires
 from .ingest import INGEST, error
+from .jsonout import json_response
 from .rules import RuleError, RuleSet, load_rules
 
 LEVEL_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
@@ -103,7 +104,12 @@ async def alerts(request: web.Request) -> web.StreamResponse:
         return error(400, f"state={state!r} is unknown; use active, pending, firing, resolved or all")
     if q.get("level") and q["level"] not in LEVEL_RANK:
         return error(400, f"level={q['level']!r} is unknown; use info, warning, error or critical")
-    items = [alert_json(s, al.engine) for s in al.engine.active()]
+    host, rule = q.get("host"), q.get("rule")
+
+    def wanted(s: AlertState) -> bool:  # before alert_json: rendering 1,000 summaries to keep 2 is slow
+        return (not host or s.labels.get("host", "") == host) and (not rule or s.rule == rule)
+
+    items = [alert_json(s, al.engine) for s in al.engine.active() if wanted(s)]
     if state in ("resolved", "all"):
 
         def stored(conn: sqlite3.Connection) -> list[str]:
@@ -112,13 +118,14 @@ async def alerts(request: web.Request) -> web.StreamResponse:
             ]
 
         rows = await request.app[INGEST].store.readers.run(stored)
-        resolved = [alert_json(AlertState.from_dict(json.loads(t)), al.engine) for t in rows]
+        olds = (AlertState.from_dict(json.loads(t)) for t in rows)
+        resolved = [alert_json(s, al.engine) for s in olds if wanted(s)]
         items = resolved if state == "resolved" else items + resolved
     elif state != "active":
         items = [i for i in items if i["state"] == state]
     items = [i for i in items if _matches(i, q)]
     items.sort(key=lambda i: (-LEVEL_RANK.get(i["severity"], 0), i["host"], i["rule"]))
-    return web.json_response({"alerts": items})
+    return json_response({"alerts": items})
 
 
 @requires("viewer")
@@ -133,7 +140,7 @@ async def alert(request: web.Request) -> web.StreamResponse:
         if row is None:
             return error(404, f"no alert has the fingerprint {fp!r}; see /api/v1/alerts")
         state = AlertState.from_dict(json.loads(row[0]))
-    return web.json_response({"alert": alert_json(state, al.engine)})
+    return json_response({"alert": alert_json(state, al.engine)})
 
 
 @requires("viewer")
@@ -159,9 +166,7 @@ async def history(request: web.Request) -> web.StreamResponse:
 
     rows = await request.app[INGEST].store.readers.run(work)
     keys = ("fingerprint", "rule", "host", "at", "kind", "level")
-    return web.json_response(
-        {"history": [{**dict(zip(keys, r[:6])), "detail": json.loads(r[6])} for r in rows]}
-    )
+    return json_response({"history": [{**dict(zip(keys, r[:6])), "detail": json.loads(r[6])} for r in rows]})
 
 
 @requires("operator")
@@ -192,7 +197,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
 
     await request.app[INGEST].store.write(write)
     al.on_ack(fp)
-    return web.json_response({"alert": alert_json(acked, al.engine)})
+    return json_response({"alert": alert_json(acked, al.engine)})
 
 
 @requires("viewer")
@@ -222,7 +227,7 @@ async def rules(request: web.Request) -> web.StreamResponse:
                 "alerts": counts.get(rule.name, {"pending": 0, "firing": 0}),
             }
         )
-    return web.json_response(
+    return json_response(
         {"rules": out, "file": str(al.rules_file), "reloads": al.reloads, "last_error": al.last_error}
     )
 
@@ -244,4 +249,4 @@ async def reload(request: web.Request) -> web.StreamResponse:
         lambda conn: accounts.audit(conn, now, actor, "reload-rules", rules=count, retired=retired)
     )
     await al.engine.flush()
-    return web.json_response({"rules": count, "retired": retired})
+    return json_response({"rules": count, "retired": retired})

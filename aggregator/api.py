@@ -29,6 +29,7 @@ from . import accounts, auth, query
 from .analysis import patterns, summary, trend
 from .export import ExportSeries, to_csv, to_json
 from .ingest import INGEST, error
+from .jsonout import json_response
 from .query import QueryError, SeriesRow
 from .schema import TIERS
 from .sessions import COOKIE, SESSIONS, Session, csrf_ok
@@ -291,7 +292,7 @@ async def hosts(request: web.Request) -> web.StreamResponse:
     status = request.query.get("status")
     if status:
         out = [h for h in out if h["status"] == status]
-    return web.json_response({"hosts": out})
+    return json_response({"hosts": out})
 
 
 @requires("viewer")
@@ -313,7 +314,7 @@ async def host(request: web.Request) -> web.StreamResponse:
     item = state.to_json(api.now_ms(), api.down_after)
     if not item["facts"]:
         item["facts"] = json.loads(facts[0] or "{}")
-    return web.json_response(item)
+    return json_response(item)
 
 
 @requires("viewer")
@@ -324,7 +325,7 @@ async def host_series(request: web.Request) -> web.StreamResponse:
         rows = await _run(request, lambda conn: query.host_series(conn, query.host_id(conn, name)))
     except QueryError as exc:
         return _query_error(exc)
-    return web.json_response({"host": name, "series": [r.to_json() for r in rows]})
+    return json_response({"host": name, "series": [r.to_json() for r in rows]})
 
 
 @requires("viewer")
@@ -334,7 +335,7 @@ async def range_(request: web.Request) -> web.StreamResponse:
         sel, tier, step, points = await _run(request, _points(request, 3_600_000))
     except QueryError as exc:
         return _query_error(exc)
-    return web.json_response(
+    return json_response(
         {
             "host": sel.host_name,
             "start": sel.start,
@@ -356,7 +357,7 @@ async def summary_(request: web.Request) -> web.StreamResponse:
     out = [
         {**s.to_json(), "summary": summary(points[s.id]), "trend": trend(points[s.id])} for s in sel.series
     ]
-    return web.json_response({"host": sel.host_name, "tier": tier.name, "step_ms": step, "series": out})
+    return json_response({"host": sel.host_name, "tier": tier.name, "step_ms": step, "series": out})
 
 
 @requires("viewer")
@@ -372,7 +373,7 @@ async def patterns_(request: web.Request) -> web.StreamResponse:
     except QueryError as exc:
         return _query_error(exc)
     out = [{**s.to_json(), "patterns": patterns(points[s.id], tz)} for s in sel.series]
-    return web.json_response({"host": sel.host_name, "tier": tier.name, "tz": tz_name, "series": out})
+    return json_response({"host": sel.host_name, "tier": tier.name, "tz": tz_name, "series": out})
 
 
 @requires("viewer")
@@ -430,7 +431,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         rows = await _run(request, work)
     except QueryError as exc:
         return _query_error(exc)
-    return web.json_response(
+    return json_response(
         {"host": name, "events": [{"ts": ts, "type": t, "attrs": json.loads(a)} for ts, t, a in rows]}
     )
 
@@ -445,6 +446,6 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def healthz(request: web.Request) -> web.StreamResponse:
     writer = request.app[INGEST].store.writer
     ok = writer.failed is None
-    return web.json_response(
+    return json_response(
         {"ok": ok, "queue": writer.backlog}, status=200 if ok else 503, headers={"Cache-Control": "no-store"}
     )

@@ -11,6 +11,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 ROLES: Final = ("viewer", "operator", "admin")
@@ -89,3 +93,37 @@ def check_password(password: str, stored: str) -> bool:
         return bool(_hasher().verify(stored, password))
     except (VerificationError, InvalidHashError):
         return False
+
+
+@dataclass
+class Limiter:
+    """Failures per key (a user name, a client address) in a sliding window: after ``max_failures``
+    within ``window_s`` the key waits until the oldest of them leaves the window. Sign-in uses 5 in
+    15 minutes; agent tokens 20 a minute per address."""
+
+    max_failures: int = 5
+    window_s: float = 900.0
+    clock: Callable[[], float] = time.monotonic
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+    max_tracked: int = 100_000
+
+    def wait(self, *keys: str) -> float:
+        """Seconds until another attempt is allowed (0: now)."""
+        now, longest = self.clock(), 0.0
+        for key in keys:
+            times = self.failures.get(key)
+            while times and now - times[0] > self.window_s:
+                times.popleft()
+            if times is not None and len(times) >= self.max_failures:
+                longest = max(longest, self.window_s - (now - times[0]))
+        return longest
+
+    def failed(self, *keys: str) -> None:
+        if len(self.failures) >= self.max_tracked:
+            self.failures.clear()
+        for key in keys:
+            self.failures.setdefault(key, deque(maxlen=self.max_failures)).append(self.clock())
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self.failures.pop(key, None)

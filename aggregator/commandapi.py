@@ -24,6 +24,7 @@ from .alertapi import ALERTING
 from .api import caller, requires
 from .commands import STATES, CommandError, Commands, list_commands
 from .ingest import INGEST, agent_auth, error
+from .jsonout import json_response
 from .keys import load_or_create
 from .live import HUB
 
@@ -81,7 +82,7 @@ async def issue(request: web.Request) -> web.StreamResponse:
         )
     except CommandError as exc:
         return error(exc.status, str(exc))
-    return web.json_response({"commands": made}, status=201)
+    return json_response({"commands": made}, status=201)
 
 
 @requires("viewer")
@@ -97,7 +98,7 @@ async def commands(request: web.Request) -> web.StreamResponse:
     rows = await request.app[INGEST].store.readers.run(
         lambda conn: list_commands(conn, host=q.get("host"), state=q.get("state"), limit=limit)
     )
-    return web.json_response({"commands": rows})
+    return json_response({"commands": rows})
 
 
 @requires("viewer")
@@ -109,7 +110,7 @@ async def command(request: web.Request) -> web.StreamResponse:
     )
     if not rows:
         return error(404, f"there is no command {cid!r}")
-    return web.json_response(rows[0])
+    return json_response(rows[0])
 
 
 async def agent_commands(request: web.Request) -> web.StreamResponse:
@@ -126,7 +127,7 @@ async def agent_commands(request: web.Request) -> web.StreamResponse:
         return request.transport is not None and not request.transport.is_closing()
 
     got = await request.app[COMMANDS].wait_and_take(host.id, wait, alive)
-    return web.json_response({"commands": got})
+    return json_response({"commands": got})
 
 
 async def agent_result(request: web.Request) -> web.StreamResponse:
@@ -142,7 +143,7 @@ async def agent_result(request: web.Request) -> web.StreamResponse:
         row = await request.app[COMMANDS].report(host.id, request.match_info["id"], body)
     except CommandError as exc:
         return error(exc.status, str(exc))
-    return web.json_response({"command": row})
+    return json_response({"command": row})
 
 
 async def _expire_loop(cmds: Commands, every_s: float = 5.0) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,9 @@ from edgewatch.protocol import Batch, ProtocolError, decode, next_reference, ref
 
 from . import accounts, auth
 from .accounts import HostAuth
+from .auth import Limiter
 from .frames import FrameJob, FrameResult
+from .jsonout import json_response
 from .metrics import Registry
 from .status import HostState
 from .store import CallJob, Store
@@ -33,6 +36,8 @@ from .writer import Overloaded, WriterClosed
 log = logging.getLogger("edgewatch.aggregator.ingest")
 AUTH_TTL_S = 30.0  # a revocation made by the admin CLI takes effect within this time
 MAX_CACHED = 100_000  # entries of the token cache before it starts over
+AGENT_MAX_FAILURES = 20  # wrong agent tokens from one address within AGENT_FAILURE_WINDOW_S before 429
+AGENT_FAILURE_WINDOW_S = 60.0
 MAX_QUEUED_SAMPLES = 4_000_000  # decoded samples waiting for the writer before pushes get 503
 MAX_DECODING = 256  # frames waiting for or in decoding before pushes get 503
 
@@ -44,7 +49,7 @@ def decode_frame(body: bytes, ref: Batch | None) -> tuple[Batch, Batch]:
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return json_response({"error": message}, status=status, headers=headers)
 
 
 @dataclass
@@ -66,6 +71,10 @@ class Ingest:
     # host id -> the commands to hand over with a push answer (set when remote commands are on)
     pending_commands: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
     decoding: int = 0
+    # wrong agent tokens per client address: past the limit only agents already known pass
+    token_failures: Limiter = field(
+        default_factory=lambda: Limiter(AGENT_MAX_FAILURES, AGENT_FAILURE_WINDOW_S)
+    )
     decoder: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgewatch-decode")
     )
@@ -145,20 +154,44 @@ async def _read_body(request: web.Request, cap: int) -> bytes | None:
 
 
 async def agent_auth(request: web.Request) -> HostAuth | web.Response:
-    """The agent whose token the request carries, or the 401 to answer."""
+    """The agent whose token the request carries, or the 401 (429 past the failure limit) to answer.
+
+    An address that sent ``AGENT_MAX_FAILURES`` wrong tokens within ``AGENT_FAILURE_WINDOW_S`` gets
+    429 for any token not already in the cache of known agents, without a database read: a
+    misconfigured or hostile client slows down, agents that share its address keep pushing."""
     ing = request.app[INGEST]
+    address = request.remote or ""
     token = auth.bearer(request.headers.get("Authorization"))
     parts = auth.split_token(token, auth.AGENT_PREFIX) if token else None
+    wait = ing.token_failures.wait(address)
+    host = None
+    if parts is not None:
+        cached = ing.hosts.get(parts[0])
+        if wait == 0 or cached is not None:
+            host = await ing.host_auth(parts[0])
+    if (
+        host is not None
+        and not host.revoked
+        and parts is not None
+        and auth.matches(parts[1], host.token_hash)
+    ):
+        return host
+    if wait > 0:
+        return ing.reject(
+            "rate_limited",
+            429,
+            f"too many wrong agent tokens from this address; fix the agent's token (enroll it again)"
+            f" and retry in {math.ceil(wait)} s",
+            {"Retry-After": str(math.ceil(wait))},
+        )
+    ing.token_failures.failed(address)
     if parts is None:
         return ing.reject(
             "unauthorized",
             401,
             "this needs an agent token (Authorization: Bearer ewa_...); enroll the agent",
         )
-    host = await ing.host_auth(parts[0])
-    if host is None or host.revoked or not auth.matches(parts[1], host.token_hash):
-        return ing.reject("unauthorized", 401, "the agent token is wrong or revoked; enroll the agent again")
-    return host
+    return ing.reject("unauthorized", 401, "the agent token is wrong or revoked; enroll the agent again")
 
 
 async def push(request: web.Request) -> web.StreamResponse:
@@ -263,7 +296,7 @@ async def _store(
                 )
     commands = await ing.pending_commands(host.id) if ing.pending_commands is not None else []
     ing.latency.observe(time.perf_counter() - started)
-    return web.json_response({"ack": batch.seq, "commands": commands})
+    return json_response({"ack": batch.seq, "commands": commands})
 
 
 async def enroll(request: web.Request) -> web.StreamResponse:
@@ -289,4 +322,4 @@ async def enroll(request: web.Request) -> web.StreamResponse:
         return error(503, "the aggregator is busy; retry later", {"Retry-After": "2"})
     ing.forget_host(name)
     log.info("enrolled agent=%s", name)
-    return web.json_response({"agent_id": name, "token": agent_token, "public_key": ing.public_key})
+    return json_response({"agent_id": name, "token": agent_token, "public_key": ing.public_key})

@@ -27,6 +27,7 @@ from edgewatch.protocol import Batch, Kind
 from .alertapi import LEVEL_RANK
 from .api import API, caller, same_origin
 from .ingest import INGEST
+from .jsonout import json_response
 from .metrics import Registry
 from .sessions import COOKIE, SESSIONS, Sessions
 
@@ -200,10 +201,10 @@ async def _subscribe(request: web.Request, client: Client, message: Any) -> str 
 async def live(request: web.Request) -> web.StreamResponse:
     """The live WebSocket (viewer role): subscribe, then receive hosts, samples, alerts and pings."""
     if not same_origin(request):  # another site's page must not ride on the session cookie
-        return web.json_response({"error": "this WebSocket comes from another site (Origin)"}, status=403)
+        return json_response({"error": "this WebSocket comes from another site (Origin)"}, status=403)
     who = await caller(request)
     if who is None:
-        return web.json_response({"error": "sign in first, or send an API token"}, status=401)
+        return json_response({"error": "sign in first, or send an API token"}, status=401)
     ws = web.WebSocketResponse(heartbeat=PING_EVERY_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
     hub = request.app[HUB]

@@ -20,6 +20,7 @@ from . import accounts
 from .alerting import NOTIFIER
 from .api import API, actor_of, json_body, parse_time, requires
 from .ingest import INGEST, error
+from .jsonout import json_response
 from .notify.webpush import parse_subscription
 from .query import QueryError
 from .routing import Silence
@@ -40,7 +41,7 @@ async def silences(request: web.Request) -> web.StreamResponse:
     show_all = request.query.get("state") == "all"
     items = [_silence_json(s, now) for s in n.silences.values() if show_all or s.ends_at > now]
     items.sort(key=lambda i: (i["state"] == "expired", -i["ends_at"]))
-    return web.json_response({"silences": items})
+    return json_response({"silences": items})
 
 
 @requires("operator")
@@ -78,7 +79,7 @@ async def add_silence(request: web.Request) -> web.StreamResponse:
     await request.app[INGEST].store.write(
         lambda conn: accounts.audit(conn, now, actor, "add-silence", **silence.to_dict())
     )
-    return web.json_response({"silence": _silence_json(silence, now)}, status=201)
+    return json_response({"silence": _silence_json(silence, now)}, status=201)
 
 
 def _when(value: Any, now: int, default: int, what: str) -> int:
@@ -114,7 +115,7 @@ async def expire_silence(request: web.Request) -> web.StreamResponse:
     await request.app[INGEST].store.write(
         lambda conn: accounts.audit(conn, now, actor, "expire-silence", id=sid)
     )
-    return web.json_response({"silence": _silence_json(silence, now)})
+    return json_response({"silence": _silence_json(silence, now)})
 
 
 @requires("viewer")
@@ -122,7 +123,7 @@ async def push_key(request: web.Request) -> web.StreamResponse:
     """The VAPID public key a browser subscribes with (``applicationServerKey``)."""
     n = request.app[NOTIFIER]
     channels = [c.name for c in n.channels.values() if c.kind == "webpush"]
-    return web.json_response({"public_key": n.vapid.public_key, "channels": channels})
+    return json_response({"public_key": n.vapid.public_key, "channels": channels})
 
 
 @requires("viewer")
@@ -163,7 +164,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         created = await request.app[INGEST].store.write(write)
     except ValueError as exc:
         return error(409, str(exc))
-    return web.json_response({"subscribed": True, "endpoint": sub.endpoint}, status=201 if created else 200)
+    return json_response({"subscribed": True, "endpoint": sub.endpoint}, status=201 if created else 200)
 
 
 def _origin(endpoint: str) -> str:
@@ -191,7 +192,7 @@ async def unsubscribe(request: web.Request) -> web.StreamResponse:
 
     if not await request.app[INGEST].store.write(write):
         return error(404, "no subscription has this endpoint")
-    return web.json_response({"subscribed": False, "endpoint": endpoint})
+    return json_response({"subscribed": False, "endpoint": endpoint})
 
 
 @requires("admin")
@@ -211,7 +212,7 @@ async def channels(request: web.Request) -> web.StreamResponse:
         }
         for r in n.pipeline.routes
     ]
-    return web.json_response({"channels": [c.public_config() for c in n.channels.values()], "routes": routes})
+    return json_response({"channels": [c.public_config() for c in n.channels.values()], "routes": routes})
 
 
 @requires("admin")
@@ -230,7 +231,7 @@ async def test_channel(request: web.Request) -> web.StreamResponse:
     parts = [
         {"target": _origin(p.target) if p.target else "", "ok": p.ok, "detail": p.detail} for p in d.parts
     ]
-    return web.json_response(
+    return json_response(
         {
             "channel": name,
             "ok": d.ok,

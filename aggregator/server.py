@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from edgewatch.protocol.sdnotify import Notifier as SdNotifier
 from edgewatch.protocol.settings import ConfigError
@@ -32,6 +34,7 @@ from .alerting import alerting_context
 from .config import DEFAULT_PATH, AggregatorConfig, load
 from .datadir import DataDirBusy
 from .downloads import DOWNLOADS, Downloads, dist_wheel, install_script, share_dir
+from .jsonout import json_response
 from .metrics import Registry
 from .remotewrite.forwarder import remote_write_context
 from .rules import RuleError
@@ -82,10 +85,15 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             405: f"{request.method} is not allowed here; see docs/api.md",
             413: "the request body is too large",
         }.get(exc.status, exc.reason)
-        return web.json_response({"error": message}, status=exc.status)
+        return json_response({"error": message}, status=exc.status)
+    except (RequestPayloadError, HttpProcessingError):  # aiohttp could not read the body (bad chunks)
+        message = "the request body cannot be read (broken chunks or Content-Encoding); send it again"
+        response = json_response({"error": message}, status=400)
+        response.force_close()  # the rest of the body cannot be read either: no keep-alive
+        return response
     except Exception:
         log.exception("handler failed path=%s", request.path)
-        return web.json_response({"error": "the aggregator hit an internal error; see its log"}, status=500)
+        return json_response({"error": "the aggregator hit an internal error; see its log"}, status=500)
 
 
 def make_app(
@@ -282,7 +290,11 @@ def setup_logging(level: str, fmt: str) -> None:
 async def serve(config: AggregatorConfig, *, ready: Callable[[str], None] | None = None) -> None:
     """Run until SIGINT or SIGTERM; then finish in-flight requests and commits."""
     app = make_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
+    # Request bodies are read as sent: no client compresses them, and aiohttp would inflate a gzip
+    # bomb on the event loop (1 MB stalls every request for seconds), even after a 401 or 413.
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=30, auto_decompress=False
+    )
     await runner.setup()
     host, port = config.listen()
     context = None

@@ -14,7 +14,6 @@ import hmac
 import secrets
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +21,10 @@ from typing import Any
 from aiohttp import web
 
 from . import accounts, auth
+from .auth import Limiter
 
 COOKIE = "edgewatch_session"
 TOUCH_EVERY_MS = 60_000
-MAX_FAILURES = 5  # failed sign-ins within FAILURE_WINDOW_S before more attempts get 429
-FAILURE_WINDOW_S = 900.0
 MAX_TRACKED = 100_000
 _DUMMY_HASH: list[str] = []  # a real Argon2id hash, verified for unknown users (same time)
 
@@ -47,35 +45,6 @@ class Session:
 
 def _digest(session_id: str) -> bytes:
     return hashlib.sha256(session_id.encode()).digest()
-
-
-@dataclass
-class Limiter:
-    """Failed sign-ins per key (user name, client address) in a sliding window."""
-
-    clock: Callable[[], float] = time.monotonic
-    failures: dict[str, deque[float]] = field(default_factory=dict)
-
-    def wait(self, *keys: str) -> float:
-        """Seconds until another attempt is allowed (0: now)."""
-        now, longest = self.clock(), 0.0
-        for key in keys:
-            times = self.failures.get(key)
-            while times and now - times[0] > FAILURE_WINDOW_S:
-                times.popleft()
-            if times is not None and len(times) >= MAX_FAILURES:
-                longest = max(longest, FAILURE_WINDOW_S - (now - times[0]))
-        return longest
-
-    def failed(self, *keys: str) -> None:
-        if len(self.failures) >= MAX_TRACKED:
-            self.failures.clear()
-        for key in keys:
-            self.failures.setdefault(key, deque(maxlen=MAX_FAILURES)).append(self.clock())
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self.failures.pop(key, None)
 
 
 @dataclass

@@ -3,12 +3,17 @@
 Only the UI's own kinds of file are served (HTML, JavaScript, CSS, the manifest, images), never the
 npm or Python files next to them, and never anything outside ``web/``. Every answer carries a strict
 Content-Security-Policy (scripts, styles, images and connections from this origin only, no framing),
-``nosniff`` and a same-origin referrer policy; files are revalidated on each load (Last-Modified).
+``nosniff`` and a same-origin referrer policy; files are revalidated on each load (ETag and
+Last-Modified, answered 304 when unchanged). Files are kept in memory (re-read when their size or
+modification time changes): a cold page load asks for some twenty of them at once, and answering
+each from a file in the thread pool queued them behind the ingest's work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -62,7 +67,7 @@ def _file(path: str, root: Path = WEB_DIR) -> Path | None:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    return _serve(WEB_DIR / "index.html")
+    return _serve(request, WEB_DIR / "index.html")
 
 
 async def files(request: web.Request) -> web.StreamResponse:
@@ -70,14 +75,60 @@ async def files(request: web.Request) -> web.StreamResponse:
     target = _file(request.match_info["path"])
     if target is None:
         return error(404, "there is no such page or file; see docs/api.md for the API")
-    return _serve(target)
+    return _serve(request, target)
 
 
-def _serve(target: Path) -> web.StreamResponse:
-    if not target.is_file():
+@dataclass(frozen=True)
+class _Cached:
+    mtime_ns: int
+    size: int
+    body: bytes
+    etag: str
+    last_modified: str
+
+
+_CACHE: dict[Path, _Cached] = {}
+
+
+def _load(target: Path) -> _Cached | None:
+    """The file's bytes and validators, from memory while its size and modification time hold."""
+    try:
+        st = target.stat()
+        cached = _CACHE.get(target)
+        if cached is None or (cached.mtime_ns, cached.size) != (st.st_mtime_ns, st.st_size):
+            body = target.read_bytes()
+            etag = f'"{st.st_mtime_ns:x}-{len(body):x}"'
+            cached = _Cached(st.st_mtime_ns, st.st_size, body, etag, formatdate(st.st_mtime, usegmt=True))
+            _CACHE[target] = cached
+    except OSError:
+        _CACHE.pop(target, None)
+        return None
+    return cached
+
+
+def _fresh(request: web.Request, cached: _Cached) -> bool:
+    """True when the browser's copy is this one (If-None-Match, else If-Modified-Since)."""
+    tags = request.headers.get("If-None-Match")
+    if tags is not None:
+        return cached.etag in (t.strip().removeprefix("W/") for t in tags.split(","))
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        return parsedate_to_datetime(since) >= parsedate_to_datetime(cached.last_modified)
+    except (TypeError, ValueError):
+        return False
+
+
+def _serve(request: web.Request, target: Path) -> web.StreamResponse:
+    cached = _load(target)
+    if cached is None:
         return error(404, "the web UI is not installed here (web/ has no index.html); run make setup")
-    response = web.FileResponse(target, headers={"Cache-Control": "no-cache"})
-    response.content_type = TYPES[target.suffix]
+    headers = {"Cache-Control": "no-cache", "ETag": cached.etag, "Last-Modified": cached.last_modified}
     if target.name == "sw.js":
-        response.headers["Service-Worker-Allowed"] = "/"
-    return response
+        headers["Service-Worker-Allowed"] = "/"
+    if _fresh(request, cached):
+        return web.Response(status=304, headers=headers)
+    kind = TYPES[target.suffix]
+    charset = None if kind.startswith("image/") else "utf-8"
+    return web.Response(body=cached.body, headers=headers, content_type=kind, charset=charset)

@@ -19,6 +19,7 @@ from . import accounts, auth
 from .alertapi import ALERTING, RULE_SWITCHES
 from .api import API, Who, actor_of, caller, csrf_refusal, json_body, requires, same_origin
 from .ingest import INGEST, error
+from .jsonout import json_response
 from .live import HUB
 from .sessions import COOKIE, SESSIONS
 
@@ -70,7 +71,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return error(401, "the user name or password is wrong")
     sessions.limiter.succeeded(*keys)
     session_id, s = made
-    response = web.json_response(_me(s.user, s.role, s.csrf))
+    response = json_response(_me(s.user, s.role, s.csrf))
     response.set_cookie(
         COOKIE,
         session_id,
@@ -99,7 +100,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         return who
     if who.session is not None:
         await request.app[SESSIONS].end(who.session)
-    response = web.json_response({"signed_out": True})
+    response = json_response({"signed_out": True})
     response.del_cookie(COOKIE, path="/")
     return response
 
@@ -110,8 +111,8 @@ async def me(request: web.Request) -> web.StreamResponse:
     if who is None:
         return error(401, "sign in first")
     if who.session is not None:
-        return web.json_response(_me(who.session.user, who.role, who.session.csrf))
-    return web.json_response(_me(who.actor, who.role, ""))
+        return json_response(_me(who.session.user, who.role, who.session.csrf))
+    return json_response(_me(who.actor, who.role, ""))
 
 
 async def change_password(request: web.Request) -> web.StreamResponse:
@@ -143,7 +144,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     await request.app[INGEST].store.write(write)
     await sessions.end_user(user)
     made = await sessions.sign_in(user, new)
-    response = web.json_response({"changed": True, **(_me(user, who.role, made[1].csrf) if made else {})})
+    response = json_response({"changed": True, **(_me(user, who.role, made[1].csrf) if made else {})})
     if made is not None:
         response.set_cookie(
             COOKIE,
@@ -171,7 +172,7 @@ async def _write(request: web.Request, fn: Any) -> Any:
 async def users(request: web.Request) -> web.StreamResponse:
     """Users: name, role, created, disabled."""
     rows = await request.app[INGEST].store.readers.run(accounts.list_users)
-    return web.json_response({"users": rows})
+    return json_response({"users": rows})
 
 
 @requires("admin")
@@ -191,7 +192,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
     answer: dict[str, Any] = {"name": name, "role": role}
     if not password:
         answer["password"] = made
-    return web.json_response(answer, status=201)
+    return json_response(answer, status=201)
 
 
 @requires("admin")
@@ -218,14 +219,14 @@ async def delete_user(request: web.Request) -> web.StreamResponse:
         return done
     await request.app[SESSIONS].end_user(name)
     await request.app[HUB].close_actor(f"user:{name}")
-    return web.json_response({"deleted": name})
+    return json_response({"deleted": name})
 
 
 @requires("admin")
 async def tokens(request: web.Request) -> web.StreamResponse:
     """API tokens, never their secrets."""
     rows = await request.app[INGEST].store.readers.run(accounts.list_tokens)
-    return web.json_response({"tokens": rows})
+    return json_response({"tokens": rows})
 
 
 @requires("admin")
@@ -241,7 +242,7 @@ async def add_token(request: web.Request) -> web.StreamResponse:
     token = await _write(request, lambda conn: accounts.add_api_token(conn, role, name, now, actor=actor))
     if isinstance(token, web.Response):
         return token
-    return web.json_response({"token": token, "role": role, "name": name}, status=201)
+    return json_response({"token": token, "role": role, "name": name}, status=201)
 
 
 @requires("admin")
@@ -254,14 +255,14 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
         return done
     request.app[API].tokens.pop(ident, None)
     await request.app[HUB].close_token(ident)
-    return web.json_response({"revoked": ident})
+    return json_response({"revoked": ident})
 
 
 @requires("admin")
 async def agents(request: web.Request) -> web.StreamResponse:
     """Agents: name, created, last seen, interval, revoked."""
     rows = await request.app[INGEST].store.readers.run(accounts.list_hosts)
-    return web.json_response({"agents": rows})
+    return json_response({"agents": rows})
 
 
 @requires("admin")
@@ -273,7 +274,7 @@ async def revoke_agent(request: web.Request) -> web.StreamResponse:
     if isinstance(done, web.Response):
         return done
     request.app[INGEST].forget_host(name)
-    return web.json_response({"revoked": name})
+    return json_response({"revoked": name})
 
 
 @requires("admin")
@@ -301,7 +302,7 @@ async def add_enrollment(request: web.Request) -> web.StreamResponse:
         f"curl -fsSL {shlex.quote(url + '/install.sh')} | EDGEWATCH_ENROLL_TOKEN={shlex.quote(token)}"
         f" sudo --preserve-env=EDGEWATCH_ENROLL_TOKEN sh -s -- --aggregator {shlex.quote(url)}{insecure}"
     )
-    return web.json_response(
+    return json_response(
         {"token": token, "uses": uses, "expires": now + int(ttl * 1000), "url": url, "command": command},
         status=201,
     )
@@ -326,4 +327,4 @@ async def switch_rule(request: web.Request) -> web.StreamResponse:
 
     await request.app[INGEST].store.write(write)
     await al.engine.flush()
-    return web.json_response({"rule": name, "enabled": on, "retired": retired})
+    return json_response({"rule": name, "enabled": on, "retired": retired})

@@ -10,6 +10,7 @@ import { toastError } from "./toast.js";
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const RETURN_KEY = "edgewatch.return";
+const EARLY_MS = 10_000; // how long an answer early.js asked for may stand in for a new request
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -69,7 +70,22 @@ export function returnRoute() {
   return route.startsWith("#/login") ? "#/" : route;
 }
 
+/** The answer early.js started for this GET, once, while fresh and when it succeeded; else null. */
+async function early(target) {
+  const started = window.edgewatchEarly;
+  const hit = started && started.get(target);
+  if (!hit) return null;
+  started.delete(target);
+  if (Date.now() - hit.at > EARLY_MS) return null;
+  const response = await hit.response;
+  return response && response.ok ? response : null;
+}
+
 async function send(method, path, opts) {
+  if (method === "GET" && opts.body === undefined) {
+    const answer = await early(url(path, opts.query));
+    if (answer) return answer;
+  }
   const headers = { Accept: "application/json" };
   const init = { method, headers, credentials: "same-origin", signal: opts.signal, cache: "no-store" };
   if (opts.body !== undefined) {

@@ -4,13 +4,15 @@ import { api, toLogin } from "./api.js";
 import { live } from "./live.js";
 import { route, start } from "./router.js";
 import { can, onSession, session, setSession, signedIn } from "./session.js";
-import * as alerts from "./pages/alerts.js";
 import * as host from "./pages/host.js";
 import * as login from "./pages/login.js";
-import * as notFound from "./pages/notfound.js";
 import * as overview from "./pages/overview.js";
-import * as rules from "./pages/rules.js";
-import * as settings from "./pages/settings.js";
+
+// The overview, a host and the sign-in page come with the app; the others load when first opened.
+const alerts = () => import("./pages/alerts.js");
+const rules = () => import("./pages/rules.js");
+const settings = () => import("./pages/settings.js");
+const notFound = () => import("./pages/notfound.js");
 
 route("", "overview", overview);
 route("login", "login", login);

@@ -1,16 +1,18 @@
 // Hash routes: "#/hosts/web-1?range=6h" -> the host page with params {host: "web-1"} and query
 // {range: "6h"}. One page is mounted at a time; leaving it aborts its requests and runs its cleanup.
 //
-// A page module exports `mount(root, ctx)` and may return a cleanup function. ctx holds `params`,
-// `query`, `signal` (aborted on leave), `setQuery(obj)` (updates the URL without remounting) and
-// `ready()` (the page has rendered: sets body[data-page-ready] for tests and benchmarks).
+// A page module exports `mount(root, ctx)` and may return a cleanup function; a route may instead
+// name a loader (`() => import("./pages/x.js")`) so a page nobody opened costs no download. ctx
+// holds `params`, `query`, `signal` (aborted on leave), `setQuery(obj)` (updates the URL without
+// remounting) and `ready()` (the page has rendered: sets body[data-page-ready] for tests and benchmarks).
 
 const routes = [];
 let current = null; // {cleanup, controller}
 let root = null;
 let onRoute = () => {};
 
-/** Add a route: pattern like "hosts/:host"; name is what the nav highlights. */
+/** Add a route: pattern like "hosts/:host"; name is what the nav highlights; page is a module or a
+ * function that imports it. */
 export function route(pattern, name, page) {
   const parts = pattern.split("/").filter(Boolean);
   routes.push({ parts, name, page });
@@ -94,7 +96,9 @@ async function show() {
   };
   window.scrollTo(0, 0);
   try {
-    const cleanup = await found.page.mount(root, ctx);
+    const page = typeof found.page === "function" ? await found.page() : found.page;
+    if (controller.signal.aborted) return;
+    const cleanup = await page.mount(root, ctx);
     if (fromNav && current === mine && !root.contains(document.activeElement)) root.focus({ preventScroll: true });
     if (current === mine) mine.cleanup = cleanup;
     else if (typeof cleanup === "function") cleanup();

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
+from edgewatch.aggregator.ingest import AGENT_MAX_FAILURES
 from edgewatch.aggregator.writer import Overloaded
 from edgewatch.protocol import decode, encode, next_reference
 
@@ -214,5 +216,69 @@ def test_a_key_frame_resent_after_a_lost_answer_sets_the_reference_the_agent_hol
             status, body = await h.push(b3, ref=agent_ref)
             assert (status, body["ack"]) == (200, 3)
             assert h.ingest.samples.get() == 9
+
+    run(scenario())
+
+
+def test_a_body_that_cannot_be_decoded_is_400_not_500(tmp_path: Path) -> None:
+    """A Content-Encoding whose data is broken makes aiohttp fail while the handler reads the body."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            await h.add_agent("web-1")
+            garbage = bytes(range(256)) * 16
+            for encoding in ("gzip", "deflate"):
+                headers = {"Authorization": f"Bearer {h.tokens['web-1']}", "Content-Encoding": encoding}
+                async with h.client.post("/api/v1/push", data=garbage, headers=headers) as r:
+                    assert r.status == 400
+                    assert "body" in (await r.json())["error"]
+                headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+                async with h.client.post("/api/v1/enroll", data=garbage, headers=headers) as r:
+                    assert r.status == 400
+                    assert "body" in (await r.json())["error"]
+            assert (await h.push(batch("web-1", 1, [T0])))[0] == 200  # and the server goes on serving
+
+    run(scenario())
+
+
+def test_a_body_the_http_parser_refuses_midway_is_400_not_500() -> None:
+    """aiohttp's pure-Python parser hands a broken chunk to the handler reading the body."""
+    from aiohttp import web
+    from aiohttp.http_exceptions import TransferEncodingError
+    from aiohttp.test_utils import make_mocked_request
+
+    from edgewatch.aggregator.server import json_errors
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise TransferEncodingError("Not enough data to satisfy transfer length header.")
+
+    async def scenario() -> None:
+        response = await json_errors(make_mocked_request("POST", "/api/v1/push"), handler)
+        assert isinstance(response, web.Response)
+        assert response.status == 400
+        assert response.text is not None
+        assert "body" in json.loads(response.text)["error"]
+
+    run(scenario())
+
+
+def test_wrong_agent_tokens_from_one_address_are_limited_but_known_agents_still_push(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            await h.add_agent("web-1")
+            assert (await h.push(batch("web-1", 1, [T0])))[0] == 200  # web-1 is now a known agent
+            wrong = {"Authorization": "Bearer ewa_nobody_" + "x" * 40}
+            statuses, body = [], {}
+            for _ in range(AGENT_MAX_FAILURES + 3):
+                async with h.client.post("/api/v1/push", data=b"x", headers=wrong) as r:
+                    statuses.append(r.status)
+                    body = await r.json()
+            assert statuses[:AGENT_MAX_FAILURES] == [401] * AGENT_MAX_FAILURES
+            assert statuses[AGENT_MAX_FAILURES:] == [429] * 3
+            assert "retry in" in body["error"]
+            async with h.client.post("/api/v1/push", data=b"x") as r:
+                assert r.status == 429
+                assert int(r.headers["Retry-After"]) > 0
+            assert (await h.push(batch("web-1", 2, [T0 + 10_000])))[0] == 200
 
     run(scenario())

@@ -220,6 +220,45 @@ def test_the_ui_files_are_served_with_a_strict_policy_and_nothing_else_is(tmp_pa
     asyncio.run(scenario())
 
 
+def test_ui_files_are_revalidated_and_a_changed_file_is_served_anew(tmp_path: Path) -> None:
+    from edgewatch.aggregator import static
+
+    web_dir = tmp_path / "web"
+    web_dir.mkdir()
+    page = web_dir / "page.js"
+    page.write_text("export const v = 1;\n")
+
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            target = static._file("/page.js", web_dir.resolve())
+            assert target is not None
+            async with h.client.get("/app.js") as r:
+                assert r.status == 200
+                assert r.charset == "utf-8"
+                etag, modified = r.headers["ETag"], r.headers["Last-Modified"]
+                body = await r.read()
+            async with h.client.get("/app.js", headers={"If-None-Match": etag}) as r:
+                assert r.status == 304
+                assert await r.read() == b""
+            async with h.client.get("/app.js", headers={"If-Modified-Since": modified}) as r:
+                assert r.status == 304
+            async with h.client.get("/app.js", headers={"If-None-Match": '"other"'}) as r:
+                assert r.status == 200
+                assert await r.read() == body
+            first = static._load(target)
+            assert first is not None
+            assert first.body == b"export const v = 1;\n"
+            page.write_text("export const version = 2;\n")  # another size: re-read
+            second = static._load(target)
+            assert second is not None
+            assert second.body == b"export const version = 2;\n"
+            assert second.etag != first.etag
+            page.unlink()
+            assert static._load(target) is None
+
+    asyncio.run(scenario())
+
+
 def test_live_sends_hello_samples_host_status_and_alerts(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(RULE)

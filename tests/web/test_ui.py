@@ -217,6 +217,38 @@ def test_host_page_draws_non_empty_charts_for_each_range(stack: Stack, browser: 
         assert page.locator("[data-chart-key^='net:'] .chart[data-chart-ready]").count() >= 1
 
 
+@pytest.mark.parametrize(
+    ("route", "name", "expected"),
+    [
+        ("", "overview", ["/api/v1/hosts?spark=1", "/api/v1/alerts"]),
+        (
+            "hosts/sim-001?range=24h",
+            "host",
+            [
+                "/api/v1/hosts/sim-001",
+                "/api/v1/hosts/sim-001/series",
+                "/api/v1/alerts?host=sim-001",
+                "/api/v1/hosts/sim-001/events?start=-24h",
+            ],
+        ),
+    ],
+)
+def test_the_first_requests_start_before_the_modules_and_are_made_once(
+    stack: Stack, browser: Browser, route: str, name: str, expected: list[str]
+) -> None:
+    """early.js asks for the first page's data while the modules load; the page uses those answers
+    instead of asking again (a URL that differs from the page's own shows up twice)."""
+    with session(browser, stack, "viewer") as page:
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url.removeprefix(stack.url)))
+        page.goto(f"/#/{route}")
+        page.wait_for_selector(f"body[data-route='{name}'][data-page-ready='1']", state="attached")
+        for url in expected:
+            assert asked.count(url) == 1, (url, asked)
+        # started before the app ran: its first request is the session check
+        assert max(asked.index(url) for url in expected) < asked.index("/api/v1/me"), asked
+
+
 def test_range_buttons_load_and_redraw_the_charts(stack: Stack, browser: Browser) -> None:
     with session(browser, stack, "viewer") as page:
         visit(page, "hosts/sim-001", "host")
