@@ -15,7 +15,7 @@ DEB_PACKAGES ?=
 # the interop tests (tests/aggregator/test_interop.py, test_alertmanager.py); shellcheck for install-agent.sh
 TEST_PACKAGES := prometheus prometheus-alertmanager victoria-metrics shellcheck
 
-.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts bench-commands bench-ui lock dist system clean
+.PHONY: help setup demo test lint format bench bench-protocol bench-agent bench-aggregator bench-alerts bench-commands bench-ui soak lock dist system clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench-alerts: $(STAMP) ## alerts: sample-to-webhook/push latency with a real age
 
 bench-commands: $(STAMP) ## remote commands: issued to result stored, real agent with default settings (ARGS=--quick)
 	$(PY) bench/commands.py $(ARGS)
+
+soak: $(STAMP) ## the fault, load and security suite, full length (hours; ARGS="--only 3,5" or --fast): JSON and a table
+	$(PY) -m tests.soak $(ARGS)
 
 bench-ui: $(STAMP) $(VENDOR)/uPlot.esm.js ## web UI in headless Chromium: 1,000-host overview and a host's 24 h charts, API vs render ms (ARGS=--quick)
 	@$(MAKE) --no-print-directory system DEB_PACKAGES=chromium
