@@ -32,6 +32,7 @@ from edgewatch.aggregator.ruledefaults import BUILTIN_TOML
 from edgewatch.protocol import Batch, Series, encode
 from tests.aggregator.notify_services import PushService, Subscriber
 from tests.aggregator.procs import AggregatorProcess
+from tests.aggregator.test_notifyapi import RULE
 from tests.soak.core import Context, Result, scenario
 from tests.soak.faultkit import admin_cli, call
 
@@ -79,21 +80,9 @@ class ScriptedPushService(PushService):
 
 
 def rules() -> str:
+    """The built-in rules off, and the notify tests' ``load_now`` rule (fires above a load of 1)."""
     builtins = [r["name"] for r in tomllib.loads(BUILTIN_TOML)["rule"]]
-    return f"""
-[defaults]
-disabled = {json.dumps(builtins)}
-
-[[rule]]
-name = "load_now"
-metric = "node_load1"
-reducer = "last"
-op = ">"
-warning = 1.0
-critical = 5.0
-clear = 0.5
-summary = "load of {{host}} is {{value}}"
-"""
+    return f"[defaults]\ndisabled = {json.dumps(builtins)}\n{RULE}"
 
 
 def frame(seq: int, value: float, boot: int) -> bytes:
