@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgewatch.protocol import Batch
+from edgewatch.protocol import Batch, Series
 
 from .alertstate import AlertState, Transition, evaluate, fingerprint, render_annotations, retire
 from .alertwindow import Window
@@ -28,6 +28,9 @@ from .rules import Rule, RuleSet
 log = logging.getLogger("edgewatch.aggregator.alerts")
 SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]  # host, metric, labels
 Notify = Callable[[AlertState, Transition, dict[str, str], int], None]
+# a series some rule reads: its column, window key, how long its samples are kept, and each rule with
+# the series it evaluates on arrival (None: it divides by this series, so every series of its metric)
+PlanItem = tuple[int, SeriesKey, int, tuple[tuple[Rule, SeriesKey | None], ...]]
 Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 MAX_IDENTS = 1_000_000  # cached alert identities before the cache starts over
 MAX_WINDOW_S = 24 * 3600.0  # longest window kept in memory; longer ones are not evaluated on arrival
@@ -103,6 +106,8 @@ class Engine:
     _keeps: dict[str, int] = field(default_factory=dict)  # metric -> ms its samples are kept
     _long: dict[tuple[str, SeriesKey], int] = field(default_factory=dict)  # last arrival evaluation
     _pruned: int = 0  # when windows were last pruned
+    # host -> (the rule set and series list it was made for, the plan): see ``_plan``
+    _plans: dict[str, tuple[RuleSet, tuple[Series, ...], list[PlanItem]]] = field(default_factory=dict)
 
     def load(self, states: Iterable[AlertState]) -> None:
         for s in states:
@@ -114,26 +119,19 @@ class Engine:
         """Keep the samples rules read and evaluate the rules they touch; returns the transitions."""
         started = time.perf_counter()
         touched: dict[tuple[str, SeriesKey], Rule] = {}
-        for s, column in zip(batch.series, batch.values):
-            rules = self.rules.for_metric(s.name)
-            if not rules:
-                continue
-            key: SeriesKey = (host, s.name, s.labels)
+        timestamps, values = batch.timestamps, batch.values
+        for j, key, keep_ms, uses in self._plan(host, batch.series):
             window = self.windows.get(key)
             if window is None:
                 window = self.windows[key] = Window()
-                self._keys.setdefault((host, s.name), set()).add(key)
-            window.extend(batch.timestamps, column)
-            window.drop_before(now_ms - self._keep_ms(s.name, rules))
-            labels = dict(s.labels)
-            for rule in rules:
-                if rule.selects_host(host) and all(m.matches(labels) for m in rule.labels):
-                    if rule.reducer == "zscore":
-                        continue  # needs a baseline from the database: the timer evaluates it
+                self._keys.setdefault((host, key[1]), set()).add(key)
+            window.extend(timestamps, values[j])
+            window.drop_before(now_ms - keep_ms)
+            for rule, target in uses:
+                if target is not None:  # the rule reads this series (or its divisor with these labels)
                     if self._due(rule, key, now_ms):
-                        touched[(rule.name, (host, rule.metric, s.labels))] = rule
-                elif rule.divide_by == s.name and rule.selects_host(host):
-                    # the divisor arrived: re-evaluate every series of the metric on this host
+                        touched[(rule.name, target)] = rule
+                else:  # the divisor arrived: re-evaluate every series of the metric on this host
                     for other in self._keys.get((host, rule.metric), ()):
                         if self._due(rule, other, now_ms):
                             touched[(rule.name, other)] = rule
@@ -142,6 +140,40 @@ class Engine:
             out += self._evaluate(rule, key, now_ms)
         self.seconds += time.perf_counter() - started
         return out
+
+    def _plan(self, host: str, series: Sequence[Series]) -> list[PlanItem]:
+        """The series of a frame that rules read, with what each rule does on its arrival.
+
+        An agent sends the same series list frame after frame, and most of its series no rule
+        reads: the plan is made once per host, rule set and list, not for every frame. A series of a
+        metric some rule reads, but whose labels or host no rule selects (a single core, a unit
+        that is not watched), gets no window: at 2,000 hosts those were two thirds of them."""
+        key_list = series if type(series) is tuple else tuple(series)
+        held = self._plans.get(host)
+        if held is not None and held[0] is self.rules and held[1] == key_list:  # identity first
+            return held[2]
+        plan: list[PlanItem] = []
+        for j, s in enumerate(key_list):
+            rules = self.rules.for_metric(s.name)
+            if not rules:
+                continue
+            labels = dict(s.labels)
+            uses: list[tuple[Rule, SeriesKey | None]] = []
+            kept = False  # whether a rule reads the series at all: only then is a window kept
+            for rule in rules:
+                if rule.selects_host(host) and all(m.matches(labels) for m in rule.labels):
+                    kept = True
+                    if rule.reducer != "zscore":  # needs a baseline from the database: the timer evaluates it
+                        uses.append((rule, (host, rule.metric, s.labels)))
+                elif rule.divide_by == s.name and rule.selects_host(host):
+                    kept = True
+                    uses.append((rule, None))
+            if kept:
+                plan.append((j, (host, s.name, s.labels), self._keep_ms(s.name, rules), tuple(uses)))
+        if len(self._plans) >= MAX_IDENTS:
+            self._plans.clear()
+        self._plans[host] = (self.rules, key_list, plan)
+        return plan
 
     def _keep_ms(self, metric: str, rules: Sequence[Rule]) -> int:
         """How long the samples of ``metric`` are kept: its longest rule window plus a minute."""
@@ -286,6 +318,7 @@ class Engine:
                 self.states.pop(fp, None)
                 retired += 1
         self.rules = rules
+        self._plans.clear()
         self._idents.clear()
         self._keeps.clear()
         self._long.clear()

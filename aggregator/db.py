@@ -29,7 +29,7 @@ def open_writer(path: Path, synchronous: str = "full") -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MB
+    conn.execute("PRAGMA cache_size = -16384")  # 16 MiB; the kernel's page cache holds the rest
     conn.execute("PRAGMA journal_size_limit = 67108864")
     migrate(conn)
     return conn
@@ -39,7 +39,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA query_only = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA cache_size = -32768")
+    conn.execute("PRAGMA cache_size = -8192")  # 8 MiB per reader
     return conn
 
 

@@ -30,7 +30,8 @@ _local = threading.local()  # a decompressor per thread: zstd contexts are not s
 def encode_recent(
     timestamps: Sequence[int], sids: Sequence[int], columns: Sequence[Sequence[Value]]
 ) -> bytes:
-    return _compressor.compress(msgpack.packb([list(timestamps), list(sids), [list(c) for c in columns]]))
+    # msgpack packs tuples and lists alike (as arrays), so the decoded frame's tuples go as they are
+    return _compressor.compress(msgpack.packb([timestamps, sids, columns]))
 
 
 def _decompress(data: bytes) -> bytes:
@@ -100,10 +101,11 @@ class FrameJob:
                 cols: list[Sequence[Value]] = list(b.values)
             else:
                 cols = [[col[i] for i in idx] for col in b.values]
-            keep = [k for k, col in enumerate(cols) if any(v is not None for v in col)]
+            gaps = [col.count(None) for col in cols]  # counted in C: most frames hold one sample
+            keep = [k for k, g in enumerate(gaps) if g < len(idx)]
             if not keep:
                 continue
-            stored += sum(1 for k in keep for v in cols[k] if v is not None)
+            stored += len(idx) * len(keep) - sum(gaps[k] for k in keep)
             data = encode_recent(ts, [sids[k] for k in keep], [cols[k] for k in keep])
             rows.append((self.host, win, ts[0], ts[-1], data))
         conn.executemany("INSERT INTO recent (host, win, t0, t1, data) VALUES (?, ?, ?, ?, ?)", rows)

@@ -45,7 +45,7 @@ MAX_DECODING = 256  # frames waiting for or in decoding before pushes get 503
 def decode_frame(body: bytes, ref: Batch | None) -> tuple[Batch, Batch]:
     """The batch, and the reference it makes for the next delta (in a thread: both can be costly)."""
     batch = decode(body, ref)
-    return batch, next_reference(ref, batch)
+    return batch, next_reference(ref, batch, decoded=True)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

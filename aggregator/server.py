@@ -35,6 +35,7 @@ from .config import DEFAULT_PATH, AggregatorConfig, load
 from .datadir import DataDirBusy
 from .downloads import DOWNLOADS, Downloads, dist_wheel, install_script, share_dir
 from .jsonout import json_response
+from .memory import limit_malloc_arenas
 from .metrics import Registry
 from .remotewrite.forwarder import remote_write_context
 from .rules import RuleError
@@ -395,6 +396,7 @@ def main(argv: Sequence[str]) -> int:
         print(json.dumps({**config.values, "rules": len(rules)}, indent=2, sort_keys=True))
         return 0
     setup_logging(config["log_level"], config["log_format"])
+    limit_malloc_arenas()
     try:
         run(serve(config))
     except ConfigError as exc:  # a [[channel]] or [[route]] table, found when the notifier starts

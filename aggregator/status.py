@@ -11,10 +11,12 @@ network bytes per second), for the overview's sparklines; it starts empty at eac
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgewatch.protocol import Batch
+from edgewatch.protocol import Batch, Series
 
 THRESHOLDS = {"cpu": (80.0, 95.0), "memory": (85.0, 95.0), "disk": (80.0, 90.0)}
 DEFAULT_INTERVAL_MS = 10_000
@@ -24,6 +26,20 @@ _RATE_NAMES = {
     "node_network_receive_bytes_total": "net_rx",
     "node_network_transmit_bytes_total": "net_tx",
 }
+
+
+def _role(s: Series) -> str | None:
+    """The headline value a series feeds (``disk`` and the network counters are summed), if any."""
+    name = s.name
+    if name == "edgewatch_cpu_usage_percent":
+        return "cpu" if dict(s.labels).get("cpu") == "all" else None
+    if name == "edgewatch_memory_used_percent":
+        return "memory"
+    if name == "edgewatch_filesystem_used_percent":
+        return "disk"
+    if name == "node_load1":
+        return "load1"
+    return name if name in _RATE_NAMES else None
 
 
 @dataclass
@@ -36,6 +52,7 @@ class HostState:
     counters: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (ts, summed value)
     facts: dict[str, Any] = field(default_factory=dict)
     spark: dict[str, Spark] = field(default_factory=dict)  # headline value -> its last hour by minute
+    _planned: tuple[tuple[Series, ...], list[tuple[int, str]]] | None = field(default=None, repr=False)
 
     @property
     def alive_ms(self) -> int | None:
@@ -60,21 +77,17 @@ class HostState:
         self.last_seen_ms = last
         disk = None
         sums: dict[str, float] = {}
-        for s, col in zip(batch.series, batch.values):
-            v = col[-1]
+        values = batch.values
+        for j, role in self._plan(batch.series):
+            v = values[j][-1]
             if v is None:
                 continue
-            name = s.name
-            if name == "edgewatch_cpu_usage_percent" and dict(s.labels).get("cpu") == "all":
-                self.values["cpu"] = float(v)
-            elif name == "edgewatch_memory_used_percent":
-                self.values["memory"] = float(v)
-            elif name == "edgewatch_filesystem_used_percent":
+            if role == "disk":
                 disk = max(disk or 0.0, float(v))
-            elif name == "node_load1":
-                self.values["load1"] = float(v)
-            elif name in _RATE_NAMES:
-                sums[name] = sums.get(name, 0.0) + float(v)
+            elif role in _RATE_NAMES:
+                sums[role] = sums.get(role, 0.0) + float(v)
+            else:
+                self.values[role] = float(v)
         if disk is not None:
             self.values["disk"] = disk
         for name, total in sums.items():
@@ -86,6 +99,17 @@ class HostState:
         for key, value in (*((k, self.values.get(k)) for k in ("cpu", "memory", "disk")), ("net", sum(net))):
             if value is not None and (key != "net" or net):
                 self.spark.setdefault(key, Spark()).add(last, value)
+
+    def _plan(self, series: Sequence[Series]) -> list[tuple[int, str]]:
+        """Where the headline series are in a frame's series list, and what each is: a frame holds
+        hundreds of series and a handful matter here, and an agent sends the same list every time."""
+        key = series if type(series) is tuple else tuple(series)
+        held = self._planned
+        if held is not None and held[0] == key:  # compares the (shared) Series objects by identity first
+            return held[1]
+        plan = [(j, role) for j, s in enumerate(key) if (role := _role(s)) is not None]
+        self._planned = (key, plan)
+        return plan
 
     def status(self, now_ms: int, down_after: int) -> str:
         alive = self.alive_ms
@@ -119,25 +143,50 @@ class HostState:
         return out
 
 
-@dataclass
 class Spark:
-    """The last ``SPARK_MINUTES`` minutes of one headline value: the average of each minute."""
+    """The last ``SPARK_MINUTES`` minutes of one headline value: the average of each minute.
 
-    sums: dict[int, tuple[float, int]] = field(default_factory=dict)  # minute start -> (sum, count)
+    A ring of one slot a minute, its size fixed at the first sample: with thousands of hosts, four
+    of these each, memory does not creep up through the first hour (dicts of minutes did, by about
+    110 MB at 2,000 hosts). A sample older than the newest minute's hour is not kept."""
+
+    __slots__ = ("averages", "counts", "newest", "sums")
+
+    def __init__(self) -> None:
+        self.newest: int | None = None  # the newest minute with a sample (its start, ms)
+        self.sums = array("d", bytes(8 * SPARK_MINUTES))
+        self.counts = array("q", bytes(8 * SPARK_MINUTES))
+        self.averages: list[float | None] = [None] * SPARK_MINUTES  # rounded, by slot
 
     def add(self, ts: int, value: float) -> None:
         minute = ts - ts % MINUTE_MS
-        total, count = self.sums.get(minute, (0.0, 0))
-        self.sums[minute] = (total + value, count + 1)
-        if len(self.sums) > SPARK_MINUTES + 5:
-            for old in sorted(self.sums)[: len(self.sums) - SPARK_MINUTES]:
-                del self.sums[old]
+        newest = self.newest
+        if newest is None or minute > newest:
+            # the minutes after the newest one up to this one start empty (at most a whole hour)
+            gap = SPARK_MINUTES if newest is None else min((minute - newest) // MINUTE_MS, SPARK_MINUTES)
+            for k in range(gap):
+                slot = (minute // MINUTE_MS - k) % SPARK_MINUTES
+                self.sums[slot], self.counts[slot], self.averages[slot] = 0.0, 0, None
+            self.newest = newest = minute
+        elif minute <= newest - SPARK_MINUTES * MINUTE_MS:
+            return  # older than the hour shown
+        slot = (minute // MINUTE_MS) % SPARK_MINUTES
+        self.sums[slot] += value
+        self.counts[slot] += 1
+        self.averages[slot] = round(self.sums[slot] / self.counts[slot], 2)
 
     def minutes(self, now_ms: int) -> list[float | None]:
-        """One value per minute, oldest first, ending with the current minute (None: no sample)."""
+        """One value per minute, oldest first, ending with the current minute (None: no sample).
+
+        The overview asks for every host's at once, so this is slices of the ring, not a loop."""
         end = now_ms - now_ms % MINUTE_MS
-        out: list[float | None] = []
-        for k in range(SPARK_MINUTES - 1, -1, -1):
-            got = self.sums.get(end - k * MINUTE_MS)
-            out.append(None if got is None else round(got[0] / got[1], 2))
+        newest = self.newest
+        if newest is None or end - newest >= SPARK_MINUTES * MINUTE_MS:
+            return [None] * SPARK_MINUTES
+        end = max(end, newest)  # a clock behind the samples: show the hour up to the newest minute
+        first = (end // MINUTE_MS + 1) % SPARK_MINUTES  # the slot of the oldest minute shown
+        out = self.averages[first:] + self.averages[:first]
+        silent = (end - newest) // MINUTE_MS  # minutes since the newest sample: their slots are stale
+        if silent:
+            out[-silent:] = [None] * silent
         return out

@@ -27,7 +27,7 @@ def as_decoded(batch: Batch) -> Batch:
     )
 
 
-def next_reference(ref: Batch | None, batch: Batch) -> Batch:
+def next_reference(ref: Batch | None, batch: Batch, *, decoded: bool = False) -> Batch:
     """The reference for the frame after ``batch``, once ``batch`` was acknowledged.
 
     It is ``batch`` as the receiver decoded it (floats of series with a precision rounded), cut to its
@@ -35,16 +35,22 @@ def next_reference(ref: Batch | None, batch: Batch) -> Batch:
     column's sample before it is carried over from ``ref``, so counters are predicted from their last
     rate even when every frame holds one sample; a batch with no samples (events only) keeps the
     samples of ``ref``. Agent and aggregator call this alike, so both hold the same reference.
+    ``decoded``: ``batch`` is as ``decode`` returned it, so its values are in decoded form already
+    (the aggregator skips rounding them again: the same reference, for less work).
     """
     timestamps = batch.timestamps
     if not timestamps and ref is not None:
         return Batch(
             batch.agent_id, batch.boot_id, batch.seq, ref.timestamps, ref.series, ref.values, batch.host
         )
-    values: list[tuple[Value, ...]] = [
-        tuple(column[-2:]) if s.precision is None else decoded_form(s, column)[1][-2:]
-        for s, column in zip(batch.series, batch.values)
-    ]
+    values: list[tuple[Value, ...]] = (
+        [tuple(column[-2:]) for column in batch.values]
+        if decoded
+        else [
+            tuple(column[-2:]) if s.precision is None else decoded_form(s, column)[1][-2:]
+            for s, column in zip(batch.series, batch.values)
+        ]
+    )
     if len(timestamps) == 1 and ref is not None and ref.timestamps and ref.timestamps[-1] < timestamps[0]:
         if tuple(batch.series) == tuple(ref.series):  # a list and a tuple of the same series alike
             before: list[Value] = [column[-1] for column in ref.values]

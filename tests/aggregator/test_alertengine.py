@@ -153,3 +153,22 @@ def test_long_windows_are_evaluated_once_a_minute_and_ratios_touch_only_their_ho
     assert kept == 5
     assert engine.prune(T0 + 7 * 3_600_000) == kept
     assert engine.windows == {}
+
+
+def test_a_host_whose_series_list_changes_or_whose_rules_change_is_planned_again(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "a.db")
+    core = Series("edgewatch_cpu_usage_percent", {"cpu": "0"}, precision=1)
+    mem = Series("edgewatch_memory_used_percent", precision=1)
+    e = h.engine
+    # the host-wide CPU is not in the first list: a single core is not what the rule reads
+    assert e.observe("web-1", Batch("web-1", 1, 1, (T0,), (core, mem), ((99.0,), (50.0,))), T0) == []
+    # the list changes, columns move: the rule finds its series where it now is
+    batch = Batch("web-1", 1, 2, (T0 + 10_000,), (mem, CPU, core), ((50.0,), (97.0,), (10.0,)))
+    assert [t.level for t in e.observe("web-1", batch, T0 + 10_000)] == ["critical"]
+    # only what a rule reads is kept: no window for a single core or for memory (no rule reads it)
+    assert set(e.windows) == {("web-1", CPU.name, CPU.labels)}
+    # rules switched off without a reload (a new rule set): the old plan is not used
+    e.rules = load_rules(RULES.replace('reducer = "last"', 'reducer = "last"\nenabled = false'), defaults={})
+    batch = Batch("web-1", 1, 3, (T0 + 20_000,), (mem, CPU, core), ((50.0,), (10.0,), (10.0,)))
+    assert e.observe("web-1", batch, T0 + 20_000) == []
+    assert e.windows[("web-1", CPU.name, CPU.labels)].newest == T0 + 10_000  # no rule reads it any more

@@ -76,3 +76,14 @@ def test_values_near_the_float_limit_give_an_answer_not_an_error() -> None:
     assert math.isclose(w.value("avg", now, 60) or 0.0, big / 3)
     assert w.value("predict", now, 60, predict_in_s=3600) is None  # no line to speak of
     assert w.value("max", now, 60) == big
+
+
+def test_a_long_lived_window_holds_at_most_twice_what_it_keeps() -> None:
+    w = Window()
+    keep_ms = 360_000  # a 5-minute rule and its minute, at 10 s
+    for k in range(3 * 8640):  # three days of 10 s samples
+        t = T0 + k * 10_000
+        w.extend([t], [float(k)])
+        w.drop_before(t - keep_ms)
+        assert len(w.ts) <= 2 * len(w) + COMPACT_AT
+    assert len(w) == 37  # from t - keep_ms on, both ends included

@@ -58,7 +58,10 @@ def test_delta_against_the_kept_reference(pair: tuple[Batch, Batch], two_samples
     ref = next_reference(None, first)
     if two_samples and first.timestamps:
         ref = next_reference(next_reference(None, first), first)  # a second call is harmless
-    assert decode(encode(batch, ref), ref) == batch
+    decoded = decode(encode(batch, ref), ref)
+    assert decoded == batch
+    # the aggregator's shortcut for a batch that came out of decode keeps the same reference
+    assert next_reference(ref, decoded, decoded=True) == next_reference(ref, decoded)
 
 
 def test_a_chain_of_one_sample_frames_stays_exact_and_small() -> None:
@@ -93,6 +96,7 @@ def test_precision_rounds_and_decodes_as_floats() -> None:
     # the decoded form (of the last two samples) is what next_reference keeps: both sides agree on it
     assert next_reference(None, batch).values == ((22.0, 0.0),)
     assert next_reference(None, decoded) == next_reference(None, batch)
+    assert next_reference(None, decoded, decoded=True) == next_reference(None, batch)
 
 
 @given(batches())
