@@ -92,6 +92,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response = json_response({"error": message}, status=400)
         response.force_close()  # the rest of the body cannot be read either: no keep-alive
         return response
+    except ConnectionResetError:  # the client went away mid-request: nobody is left to answer
+        log.info("client closed the connection mid-request path=%s peer=%s", request.path, request.remote)
+        response = json_response({"error": "the connection was lost before the request arrived"}, status=400)
+        response.force_close()
+        return response
     except Exception:
         log.exception("handler failed path=%s", request.path)
         return json_response({"error": "the aggregator hit an internal error; see its log"}, status=500)

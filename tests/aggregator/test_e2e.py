@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import random
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -323,3 +324,26 @@ def test_tls_serves_https_and_the_agent_enrolls_with_a_private_ca(tmp_path: Path
         assert json.loads((state / "identity.json").read_text())["agent_id"] == "tls-host"
     finally:
         agg.stop()
+
+
+def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_a_failure(
+    aggregator: AggregatorProcess,
+) -> None:
+    token = aggregator.admin("add-agent", "quitter")
+    host, port = aggregator.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /api/v1/push HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head.encode() + b"x" * 1000)  # a tenth of the body, then gone
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while "mid-request" not in aggregator.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = aggregator.log.read_text()
+    assert "client closed the connection mid-request path=/api/v1/push" in log
+    assert "handler failed" not in log
+    assert "Traceback" not in log
+    status, body = _post(aggregator.url, "/api/v1/push", b"", token)
+    assert status == 400, body  # and it goes on serving
