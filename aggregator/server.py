@@ -35,7 +35,7 @@ from .config import DEFAULT_PATH, AggregatorConfig, load
 from .datadir import DataDirBusy
 from .downloads import DOWNLOADS, Downloads, dist_wheel, install_script, share_dir
 from .jsonout import json_response
-from .memory import limit_malloc_arenas
+from .memory import limit_malloc_arenas, trim_malloc
 from .metrics import Registry
 from .remotewrite.forwarder import remote_write_context
 from .rules import RuleError
@@ -63,6 +63,7 @@ async def _maintenance(app: web.Application, config: AggregatorConfig, wall: Cal
         if due:
             last_retention = now
         if report.compacted_windows or report.deleted:
+            trim_malloc()  # the pass allocated and freed a lot at once: give the pages back
             log.info(
                 "maintenance windows=%d rows=%d merged=%d deleted=%d vacuumed=%d",
                 report.compacted_windows,
