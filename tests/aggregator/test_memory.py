@@ -1,4 +1,4 @@
-"""The malloc arena cap the aggregator sets at start (aggregator/memory.py)."""
+"""The allocator settings the aggregator uses (aggregator/memory.py): the arena cap and malloc_trim."""
 
 from __future__ import annotations
 
@@ -10,31 +10,30 @@ import pytest
 
 from edgewatch.aggregator import memory
 
+glibc_only = pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc", reason="mallopt and malloc_trim are glibc's"
+)
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt(M_ARENA_MAX) is glibc's")
+
+def _child_says_true(statements: str, call: str) -> bool:
+    """Whether ``call`` (a function of aggregator/memory.py) returns true after ``statements``, in a
+    child process, so the test run's own allocator is left as it was."""
+    code = f"from edgewatch.aggregator import memory\n{statements}\nraise SystemExit(0 if {call} else 3)\n"
+    return subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+@glibc_only
 def test_arena_cap_is_accepted_by_glibc() -> None:
-    # in a child process, so the test run's own allocator is left as it was
-    code = (
-        "from edgewatch.aggregator.memory import limit_malloc_arenas\n"
-        "import sys\n"
-        "sys.exit(0 if limit_malloc_arenas(2) else 3)\n"
-    )
-    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+    assert _child_says_true("", "memory.limit_malloc_arenas(2)")
+
+
+@glibc_only
+def test_freed_heap_pages_are_given_back() -> None:
+    allocate = "blocks = [bytearray(100_000) for _ in range(2000)]  # 200 MB from malloc\ndel blocks"
+    assert _child_says_true(allocate, "memory.trim_malloc()")
 
 
 def test_without_a_c_library_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
     assert memory.limit_malloc_arenas(2) is False
     assert memory.trim_malloc() is False
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_freed_heap_pages_are_given_back() -> None:
-    code = (
-        "from edgewatch.aggregator.memory import trim_malloc\n"
-        "import sys\n"
-        "blocks = [bytearray(100_000) for _ in range(2000)]  # 200 MB from malloc, then freed\n"
-        "del blocks\n"
-        "sys.exit(0 if trim_malloc() else 3)\n"
-    )
-    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
