@@ -172,13 +172,13 @@ class Sampler(threading.Thread):
         self.probe, self.period = probe, period
         self.points: list[tuple[float, float]] = []
         self._halt = threading.Event()
-        self._t0 = time.monotonic()
+        self.started = time.monotonic()  # the samples' clock: seconds since this
 
     def run(self) -> None:
         while not self._halt.is_set():
             value = self.probe()
             if value is not None:
-                self.points.append((time.monotonic() - self._t0, float(value)))
+                self.points.append((time.monotonic() - self.started, float(value)))
             self._halt.wait(self.period)
 
     def stop(self) -> list[tuple[float, float]]:
