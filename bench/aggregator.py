@@ -27,17 +27,14 @@ included) and the temporary directory removed.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import aggregator_ingest
 import aggregator_query
 import aggregator_storage
-from aggregator_common import CORES, Processes, exit_on_sigterm, log
+from aggregator_common import Processes, run_in_scratch
 
 PARTS = ("ingest", "storage", "query")
 
@@ -131,12 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             f"bench/aggregator: {aggregator_storage.VM_BIN} is missing; run `make bench-aggregator` "
             "(installs Debian's victoria-metrics as root)"
         )
-    exit_on_sigterm()
-    tmp = Path(tempfile.mkdtemp(prefix="edgewatch-bench-aggregator-"))
-    procs = Processes()
-    started = time.perf_counter()
-    log(f"{'quick' if args.quick else 'full'} run of {', '.join(parts)} on {CORES} cores; scratch {tmp}")
-    try:
+
+    def body(tmp: Path, procs: Processes) -> None:
         if "ingest" in parts:
             cases = [
                 aggregator_ingest.Case(
@@ -161,17 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                 filler_min=sizes.query_filler_minutes,
                 runs=sizes.query_runs,
             )
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        procs.close()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log(f"done in {time.perf_counter() - started:.0f} s")
-    return 0
+
+    mode = "quick" if args.quick else "full"
+    return run_in_scratch("aggregator", f"{mode} run of {', '.join(parts)}", body, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,13 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -164,6 +166,33 @@ class Processes:
                 proc.kill()
                 proc.wait(5)
         self.procs.clear()
+
+
+def run_in_scratch(
+    name: str, what: str, body: Callable[[Path, Processes], None], *, keep: bool = False
+) -> int:
+    """The shape of every benchmark's ``main``: ``body(tmp, procs)`` in a new scratch directory,
+    every process it started stopped on the way out (errors, Ctrl-C and SIGTERM included) and the
+    directory removed unless ``keep``. Progress on stderr as ``bench/NAME``; 130 after Ctrl-C."""
+    say = logger(name)
+    exit_on_sigterm()
+    tmp = Path(tempfile.mkdtemp(prefix=f"edgewatch-bench-{name}-"))
+    procs = Processes()
+    started = time.perf_counter()
+    say(f"{what} on {CORES} cores; scratch {tmp}")
+    try:
+        body(tmp, procs)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        procs.close()
+        if keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        say(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
 
 
 def edgewatch_bin() -> str:

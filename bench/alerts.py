@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import alerts_latency
 import alerts_rules
-from aggregator_common import CORES, Processes, exit_on_sigterm, logger
+from aggregator_common import Processes, run_in_scratch
 
 PARTS = ("latency", "rules")
 RULE_SETS = ("mix-100", "mix-98", "builtin")
-log = logger("alerts")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -85,28 +81,16 @@ def loopback_only_environment() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    exit_on_sigterm()
     loopback_only_environment()
-    tmp = Path(tempfile.mkdtemp(prefix="edgewatch-bench-alerts-"))
-    procs = Processes()
-    started = time.perf_counter()
-    log(f"{'quick' if args.quick else 'full'} run of {', '.join(args.parts)} on {CORES} cores; scratch {tmp}")
-    try:
+
+    def body(tmp: Path, procs: Processes) -> None:
         if "latency" in args.parts:
             alerts_latency.run(tmp, procs, args.rounds)
         if "rules" in args.parts:
             alerts_rules.run(args.hosts, args.rule_rounds, args.ticks, args.rule_sets)
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        procs.close()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log(f"done in {time.perf_counter() - started:.0f} s")
-    return 0
+
+    mode = "quick" if args.quick else "full"
+    return run_in_scratch("alerts", f"{mode} run of {', '.join(args.parts)}", body, keep=args.keep)
 
 
 if __name__ == "__main__":

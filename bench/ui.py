@@ -21,10 +21,11 @@ host, its series, alerts, events and the ``/api/v1/query`` calls for the host pa
 (the rest: the document, the modules, the session check, parsing the answers, building the DOM and
 drawing the charts). p50 / p95 of each; budget: total p95 at most 1,000 ms. Also per case: when the
 first of those requests started (``before_api``: document, modules), the time from the last answer
-to the mark (``after_api``), the p50 of the slowest request of each kind, the bytes of the answers,
-the CPU the aggregator and the simulator used meanwhile, and the machine's load average (the
-figures are only as quiet as the machine). One JSON object per case on stdout, after one describing
-the set-up.
+to the mark (``after_api``), the p50 of the slowest request of each kind and of its wait for a
+connection before it was sent (``request_stalled``: the browser opens six per origin), the bytes
+of the answers, the CPU the aggregator and the simulator used meanwhile, and the machine's load
+average (the figures are only as quiet as the machine). One JSON object per case on stdout, after
+one describing the set-up.
 
 Everything runs on 127.0.0.1 (Chromium without a proxy); every process started is stopped on the way
 out (errors and Ctrl-C included) and the temporary directory removed.
@@ -36,10 +37,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,12 +54,12 @@ from aggregator_common import (
     cpu_seconds,
     edgewatch_bin,
     emit,
-    exit_on_sigterm,
     free_port,
     http,
     logger,
     pct,
     rnd,
+    run_in_scratch,
     write_config,
 )
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
@@ -77,8 +76,8 @@ log = logger("ui")
 TIMINGS_JS = """mark => {
   const m = performance.getEntriesByName(mark, "mark")[0];
   const res = performance.getEntriesByType("resource")
-    .filter((r) => new URL(r.name).pathname.startsWith("/api/v1/"))
-    .map((r) => ({url: r.name, start: r.startTime, end: r.responseEnd, bytes: r.encodedBodySize}));
+    .map((r) => ({url: r.name, start: r.startTime, sent: r.requestStart, first: r.responseStart,
+                  end: r.responseEnd, bytes: r.encodedBodySize}));
   return {mark: m ? m.startTime : null, resources: res};
 }"""
 
@@ -116,6 +115,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--days", type=float, help="days of the probe host's data (default 30; quick 2)")
     ap.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (its path goes to stderr)"
+    )
+    ap.add_argument(
+        "--waterfall", action="store_true", help="print the requests of the median load of each case (stderr)"
     )
     args = ap.parse_args(argv)
     args.runs = args.runs if args.runs is not None else 3 if args.quick else 20
@@ -186,19 +188,19 @@ def measure(page: Page, case: PageCase) -> dict[str, Any]:
     waited = []
     for r in got["resources"]:
         parts = urlsplit(r["url"])
-        r["path"] = parts.path
-        if (
-            case.waits_for(f"{parts.path}?{parts.query}" if parts.query else parts.path)
-            and 0 < r["end"] <= total
-        ):
+        r["path"] = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        if parts.path.startswith("/api/v1/") and case.waits_for(r["path"]) and 0 < r["end"] <= total:
             waited.append(r)
     if not waited:
         raise RuntimeError(f"the {case.name} page made none of the requests it waits for")
     api = union_ms([(r["start"], r["end"]) for r in waited])
     slowest: dict[str, float] = {}  # kind of request -> the longest of its kind in this load
+    stalled: dict[str, float] = {}  # kind -> the longest wait for a connection (start to request sent)
     for r in waited:
-        kind = request_kind(r["path"])
+        kind = request_kind(urlsplit(r["path"]).path)
         slowest[kind] = max(slowest.get(kind, 0.0), r["end"] - r["start"])
+        if r["sent"]:  # 0 when the browser withholds the detail
+            stalled[kind] = max(stalled.get(kind, 0.0), r["sent"] - r["start"])
     return {
         "total": total,
         "api": api,
@@ -208,7 +210,18 @@ def measure(page: Page, case: PageCase) -> dict[str, Any]:
         "requests": len(waited),
         "api_bytes": sum(r["bytes"] for r in waited),
         "slowest": slowest,
+        "stalled": stalled,
+        "resources": got["resources"],
     }
+
+
+def waterfall(sample: dict[str, Any]) -> None:
+    """Every request of one load on stderr, in the order they started: ms from navigation start to
+    the request's start, to its being sent, to its first byte and to its end; then the mark."""
+    log(f"waterfall of a load of {sample['total']:.0f} ms (start / sent / first byte / end, ms):")
+    for r in sorted(sample["resources"], key=lambda r: r["start"]):
+        times = " / ".join(f"{r[k]:6.0f}" for k in ("start", "sent", "first", "end"))
+        log(f"  {times}  {r['path'][:90]}")
 
 
 def request_kind(path: str) -> str:
@@ -241,6 +254,7 @@ def run_case(
     runs: int,
     hosts: int,
     busy: Callable[[], float],
+    show_waterfall: bool = False,
 ) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     shown: dict[str, int] = {}
@@ -270,6 +284,8 @@ def run_case(
         finally:
             context.close()
     background = (busy() - cpu0) / (time.monotonic() - wall0)
+    if show_waterfall:  # the load at the median
+        waterfall(sorted(samples, key=lambda s: s["total"])[len(samples) // 2])
     line: dict[str, Any] = {"bench": "ui", "what": case.name, "cache": cache, "hosts": hosts, "runs": runs}
     line["page"] = case.route
     for key in ("total", "api", "render"):
@@ -283,6 +299,11 @@ def run_case(
     kinds = sorted({k for s in samples for k in s["slowest"]})
     line["request_p50_ms"] = {  # per kind of request: the longest of its kind in a load
         k: rnd(pct([s["slowest"][k] for s in samples if k in s["slowest"]], 0.5), 1) for k in kinds
+    }
+    line["request_stalled_p50_ms"] = {  # of those, waiting for a connection before being sent
+        k: rnd(pct([s["stalled"][k] for s in samples if k in s["stalled"]], 0.5), 1)
+        for k in kinds
+        if any(k in s["stalled"] for s in samples)
     }
     line["api_bytes"] = round(sum(s["api_bytes"] for s in samples) / len(samples))
     line.update(shown)
@@ -350,7 +371,14 @@ def run(tmp: Path, procs: Processes, args: argparse.Namespace) -> None:
                     log(f"{case.name}, {cache} cache: {args.runs} loads")
                     emit(
                         run_case(
-                            browser, agg.url, case, cache=cache, runs=args.runs, hosts=args.hosts, busy=busy
+                            browser,
+                            agg.url,
+                            case,
+                            cache=cache,
+                            runs=args.runs,
+                            hosts=args.hosts,
+                            busy=busy,
+                            show_waterfall=args.waterfall,
                         )
                     )
         finally:
@@ -364,25 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if not CHROMIUM.exists():
         sys.exit(f"bench/ui: {CHROMIUM} is missing; run `make bench-ui` (installs Debian's chromium as root)")
-    exit_on_sigterm()
-    tmp = Path(tempfile.mkdtemp(prefix="edgewatch-bench-ui-"))
-    procs = Processes()
-    started = time.perf_counter()
-    mode = "quick" if args.quick else "full"
-    log(f"{mode} run, {args.hosts} hosts, {args.runs} loads a case on {CORES} cores; scratch {tmp}")
-    try:
-        run(tmp, procs, args)
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        procs.close()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log(f"done in {time.perf_counter() - started:.0f} s")
-    return 0
+    what = f"{'quick' if args.quick else 'full'} run, {args.hosts} hosts, {args.runs} loads a case"
+    return run_in_scratch("ui", what, lambda tmp, procs: run(tmp, procs, args), keep=args.keep)
 
 
 if __name__ == "__main__":
