@@ -300,14 +300,18 @@ async def host(request: web.Request) -> web.StreamResponse:
     """One host: status, last seen, facts."""
     api, ing = request.app[API], request.app[INGEST]
     name = request.match_info["host"]
+
+    def read(conn: sqlite3.Connection) -> tuple[str | None, int | None]:  # one trip to a reader
+        hid = query.host_id(conn, name)
+        row: tuple[str | None, int | None] = conn.execute(
+            "SELECT facts, last_seen_ms FROM hosts WHERE id = ?", (hid,)
+        ).fetchone()
+        return row
+
     try:
-        hid = await _run(request, lambda conn: query.host_id(conn, name))
+        facts = await _run(request, read)
     except QueryError as exc:
         return _query_error(exc)
-    facts = await _run(
-        request,
-        lambda conn: conn.execute("SELECT facts, last_seen_ms FROM hosts WHERE id = ?", (hid,)).fetchone(),
-    )
     state = ing.state(name)
     if state.last_seen_ms is None and facts[1] is not None:  # not seen since our start: the stored time
         state.last_seen_ms = facts[1]

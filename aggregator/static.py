@@ -7,12 +7,19 @@ Content-Security-Policy (scripts, styles, images and connections from this origi
 Last-Modified, answered 304 when unchanged). Files are kept in memory (re-read when their size or
 modification time changes): a cold page load asks for some twenty of them at once, and answering
 each from a file in the thread pool queued them behind the ingest's work.
+
+The page itself (``/`` and ``/index.html``) comes with ``early.js`` inlined, allowed by its hash in
+the page's policy: the script starts the first page's API requests, and inline it runs as soon as
+the browser reads it, not after a round trip of its own while the stylesheets and modules take the
+browser's six connections.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
@@ -67,7 +74,7 @@ def _file(path: str, root: Path = WEB_DIR) -> Path | None:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    return _serve(request, WEB_DIR / "index.html")
+    return _serve_cached(request, _index_page(WEB_DIR), ".html", "index.html")
 
 
 async def files(request: web.Request) -> web.StreamResponse:
@@ -75,6 +82,8 @@ async def files(request: web.Request) -> web.StreamResponse:
     target = _file(request.match_info["path"])
     if target is None:
         return error(404, "there is no such page or file; see docs/api.md for the API")
+    if target == WEB_DIR / "index.html":  # the page as ``/`` serves it
+        return await index(request)
     return _serve(request, target)
 
 
@@ -85,9 +94,45 @@ class _Cached:
     body: bytes
     etag: str
     last_modified: str
+    csp: str = CSP
 
 
 _CACHE: dict[Path, _Cached] = {}
+EARLY_TAG = b'<script src="/early.js"></script>'
+_PAGES: dict[tuple[str, str], _Cached] = {}  # (index.html's ETag, early.js's) -> the page served
+
+
+def inline_script(page: bytes, tag: bytes, script: bytes) -> tuple[bytes, str] | None:
+    """``page`` with ``tag`` replaced by ``script`` inline, and the CSP source that allows it
+    (``'sha256-...'``); None when the page has no such tag or the script cannot be inlined."""
+    if tag not in page or b"</script" in script.lower():
+        return None
+    digest = base64.b64encode(hashlib.sha256(script).digest()).decode()
+    return page.replace(tag, b"<script>" + script + b"</script>", 1), f"'sha256-{digest}'"
+
+
+def _index_page(root: Path) -> _Cached | None:
+    """``index.html`` as served: with ``early.js`` inlined and allowed by its hash, when both are
+    there; the plain file otherwise."""
+    page, early = _load(root / "index.html"), _load(root / "early.js")
+    if page is None or early is None:
+        return page
+    key = (page.etag, early.etag)
+    if (built := _PAGES.get(key)) is None:
+        inlined = inline_script(page.body, EARLY_TAG, early.body)
+        if inlined is None:
+            return page
+        body, source = inlined
+        etag = '"' + page.etag.strip('"') + "." + early.etag.strip('"') + '"'
+        _PAGES.clear()  # one page at a time: an edited file replaces the old one
+        built = _PAGES[key] = replace(
+            page,
+            body=body,
+            etag=etag,
+            last_modified=max(page, early, key=lambda c: c.mtime_ns).last_modified,
+            csp=CSP.replace("script-src 'self'", f"script-src 'self' {source}"),
+        )
+    return built
 
 
 def _load(target: Path) -> _Cached | None:
@@ -121,14 +166,22 @@ def _fresh(request: web.Request, cached: _Cached) -> bool:
 
 
 def _serve(request: web.Request, target: Path) -> web.StreamResponse:
-    cached = _load(target)
+    return _serve_cached(request, _load(target), target.suffix, target.name)
+
+
+def _serve_cached(request: web.Request, cached: _Cached | None, suffix: str, name: str) -> web.StreamResponse:
     if cached is None:
         return error(404, "the web UI is not installed here (web/ has no index.html); run make setup")
-    headers = {"Cache-Control": "no-cache", "ETag": cached.etag, "Last-Modified": cached.last_modified}
-    if target.name == "sw.js":
+    headers = {
+        "Cache-Control": "no-cache",
+        "ETag": cached.etag,
+        "Last-Modified": cached.last_modified,
+        "Content-Security-Policy": cached.csp,
+    }
+    if name == "sw.js":
         headers["Service-Worker-Allowed"] = "/"
     if _fresh(request, cached):
         return web.Response(status=304, headers=headers)
-    kind = TYPES[target.suffix]
+    kind = TYPES[suffix]
     charset = None if kind.startswith("image/") else "utf-8"
     return web.Response(body=cached.body, headers=headers, content_type=kind, charset=charset)

@@ -5,12 +5,15 @@
 // - 401 means the session is gone: the page goes to #/login and comes back after sign-in.
 // - Errors are the server's own sentence ({"error": "..."}), shown to the user unless `quiet`.
 
+import { url } from "./chartplan.js";
 import { session, setSession } from "./session.js";
 import { toastError } from "./toast.js";
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const RETURN_KEY = "edgewatch.return";
-const EARLY_MS = 10_000; // how long an answer early.js asked for may stand in for a new request
+export const EARLY_MS = 10_000; // how long an answer early.js asked for may stand in for a new request
+
+export { url }; // the pages build URLs with api.js
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -18,18 +21,6 @@ export class ApiError extends Error {
     this.name = "ApiError";
     this.status = status;
   }
-}
-
-/** `/api/v1/query` + {host: "a", series: [1, 2]} -> "/api/v1/query?host=a&series=1&series=2". */
-export function url(path, query) {
-  if (!query) return path;
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) {
-    if (value === undefined || value === null || value === "") continue;
-    for (const v of Array.isArray(value) ? value : [value]) params.append(key, String(v));
-  }
-  const text = params.toString();
-  return text ? `${path}?${text}` : path;
 }
 
 async function errorOf(response) {

@@ -1,4 +1,4 @@
-// uPlot helpers: time ranges, chart data from the query API's points, min/avg/max bands, drag to
+// uPlot helpers: chart data from the query API's points, min/avg/max bands, drag to
 // zoom, live samples appended to the charts on screen, light and dark colours from CSS.
 //
 // A query point is [ts ms, min, avg, max, count]. A chart line draws the avg; the first line of a
@@ -8,29 +8,9 @@
 import uPlot from "./vendor/uPlot.esm.js";
 import { axis, byUnit } from "./format.js";
 
-export const RANGES = [
-  { key: "1h", label: "1 h", ms: 3_600_000 },
-  { key: "6h", label: "6 h", ms: 6 * 3_600_000 },
-  { key: "24h", label: "24 h", ms: 24 * 3_600_000 },
-  { key: "7d", label: "7 d", ms: 7 * 86_400_000 },
-  { key: "30d", label: "30 d", ms: 30 * 86_400_000 },
-  { key: "1y", label: "1 y", ms: 365 * 86_400_000 },
-];
-export const DEFAULT_RANGE = "1h";
 const HEIGHT = 180;
 const GAP_FACTOR = 2.5;
 const PALETTE_SIZE = 8;
-
-/** The view of a range key at `now`: {start, end, key, live}. */
-export function presetView(key, now = Date.now()) {
-  const r = RANGES.find((x) => x.key === key) || RANGES.find((x) => x.key === DEFAULT_RANGE);
-  return { key: r.key, start: now - r.ms, end: now, live: true };
-}
-
-/** A fixed view (a custom range or a zoom): no sliding, no live samples. */
-export function fixedView(start, end) {
-  return { key: "custom", start: Math.min(start, end), end: Math.max(start, end), live: false };
-}
 
 // --- colours ------------------------------------------------------------------------------------
 

@@ -220,6 +220,38 @@ def test_the_ui_files_are_served_with_a_strict_policy_and_nothing_else_is(tmp_pa
     asyncio.run(scenario())
 
 
+def test_the_page_inlines_early_js_and_its_policy_allows_exactly_that_script(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import re
+
+    from edgewatch.aggregator import static
+
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            async with h.client.get("/early.js") as r:
+                early = await r.read()
+            async with h.client.get("/") as r:
+                page, csp, etag = await r.read(), r.headers["Content-Security-Policy"], r.headers["ETag"]
+            async with h.client.get("/", headers={"If-None-Match": etag}) as r:
+                assert r.status == 304
+            async with h.client.get("/index.html") as r:
+                assert await r.read() == page
+                assert r.headers["Content-Security-Policy"] == csp
+            async with h.client.get("/app.js") as r:
+                assert "sha256-" not in r.headers["Content-Security-Policy"]  # only the page has it
+        assert b'<script src="/early.js">' not in page
+        inline = re.findall(rb"<script>(.*?)</script>", page, re.S)
+        assert inline == [early]
+        digest = base64.b64encode(hashlib.sha256(early).digest()).decode()
+        assert re.search(r"script-src 'self' 'sha256-([^']+)';", csp).group(1) == digest  # type: ignore[union-attr]
+        # a script that would end the tag early is not inlined
+        assert static.inline_script(b"<head>TAG</head>", b"TAG", b"let s = '</SCRIPT>';") is None
+        assert static.inline_script(b"<head></head>", b"TAG", b"1") is None
+
+    asyncio.run(scenario())
+
+
 def test_ui_files_are_revalidated_and_a_changed_file_is_served_anew(tmp_path: Path) -> None:
     from edgewatch.aggregator import static
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.aggregator.static import HIDDEN, TYPES
+from edgewatch.aggregator.static import EARLY_TAG, HIDDEN, TYPES, inline_script
 from edgewatch.protocol.version import __version__
 from tests.aggregator.procs import env_without_proxies, free_port
 
@@ -127,7 +127,10 @@ def test_the_wheel_in_a_fresh_venv_runs_and_its_demo_serves_the_ui(dist: Dist, t
         status, kind, body = _get(url + "/")
         assert (status, kind) == (200, "text/html")
         (installed,) = venv.glob("lib/python3*/site-packages/edgewatch/web/index.html")
-        assert body == installed.read_bytes()
+        # the installed page, with the installed early.js inline (aggregator/static.py)
+        page = inline_script(installed.read_bytes(), EARLY_TAG, installed.with_name("early.js").read_bytes())
+        assert page is not None
+        assert body == page[0]
         module = re.search(rb'<script type="module" src="/?([^"]+\.js)"', body)
         assert module, body[:500]
         status, kind, js = _get(f"{url}/{module[1].decode()}")

@@ -249,6 +249,21 @@ def test_the_first_requests_start_before_the_modules_and_are_made_once(
         assert max(asked.index(url) for url in expected) < asked.index("/api/v1/me"), asked
 
 
+def test_a_host_page_takes_the_chart_queries_early_js_made(stack: Stack, browser: Browser) -> None:
+    """Once a host's series are in, early.js asks for its charts' data as the page would; the page
+    takes those answers: every query URL goes out once, and each is one early.js asked."""
+    with session(browser, stack, "viewer") as page:
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url.removeprefix(stack.url)))
+        page.goto("/#/hosts/sim-001?range=24h")
+        page.wait_for_selector("body[data-route='host'][data-page-ready='1']", state="attached")
+        early = [u for u in page.evaluate("window.edgewatchEarlyAsked") if u.startswith("/api/v1/query?")]
+        queries = [u for u in asked if u.startswith("/api/v1/query?")]
+        assert early, "early.js asked for no chart data"
+        assert sorted(queries) == sorted(early), (queries, early)
+        assert drawn_charts(page) >= 8
+
+
 def test_range_buttons_load_and_redraw_the_charts(stack: Stack, browser: Browser) -> None:
     with session(browser, stack, "viewer") as page:
         visit(page, "hosts/sim-001", "host")

@@ -6,8 +6,9 @@
 // few requests by series id (every chart's series in at most four calls), and one summary call for
 // the tables' current values.
 
-import { get, path, url } from "../api.js";
-import { Chart, DEFAULT_RANGE, RANGES, fixedView, presetView } from "../charts.js";
+import { EARLY_MS, get, path, url } from "../api.js";
+import { DEFAULT_RANGE, RANGES, chartQueries, fixedView, presetView, viewFromQuery } from "../chartplan.js";
+import { Chart } from "../charts.js";
 import { $, html, on, setHtml } from "../dom.js";
 import { ago, duration } from "../format.js";
 import { chartSections, seriesNamed, unitOf } from "../hostcharts.js";
@@ -26,11 +27,6 @@ import { mountActions } from "../hostactions.js";
 import { live } from "../live.js";
 import { statusBadge, statusOf } from "../status.js";
 
-// steps a chart asks for (seconds): whole buckets of the raw, 1 m, 5 m and 1 h tiers
-const STEPS = [10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
-
-const MAX_PER_REQUEST = 60; // series ids in one query call
-const MAX_REQUESTS = 4;
 const STATUS_WINDOW_MS = 180_000; // the tables show the newest values within this of last seen
 const TREND_NAMES = [
   ["edgewatch_cpu_usage_percent", { cpu: "all" }, "CPU"],
@@ -45,31 +41,17 @@ function toLocalInput(ms) {
   return new Date(ms - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
 }
 
-function viewFromQuery(q) {
-  const from = Number(q.from);
-  const to = Number(q.to);
-  if (from > 0 && to > from) return fixedView(from, to);
-  return presetView(RANGES.some((r) => r.key === q.range) ? q.range : DEFAULT_RANGE);
-}
-
-/** Split chart specs into at most MAX_REQUESTS groups of whole charts, in page order. */
-function chunks(specs) {
-  const total = specs.reduce((n, s) => n + s.lines.length, 0);
-  const size = Math.max(Math.ceil(total / MAX_REQUESTS), Math.min(MAX_PER_REQUEST, total));
-  const out = [];
-  let cur = [];
-  let n = 0;
-  for (const s of specs) {
-    if (n && n + s.lines.length > size && out.length < MAX_REQUESTS - 1) {
-      out.push(cur);
-      cur = [];
-      n = 0;
-    }
-    cur.push(s);
-    n += s.lines.length;
-  }
-  if (cur.length) out.push(cur);
-  return out;
+/** The view early.js asked host `name`'s charts for (index.html's first page), when it is the
+ * view the route asks for and recent: the page then asks with the same URLs and takes its answers.
+ * Taken once; else null. */
+async function earlyView(name, wanted) {
+  const started = window.edgewatchEarlyCharts;
+  window.edgewatchEarlyCharts = null;
+  const early = started ? await started.catch(() => null) : null;
+  if (!early || early.host !== name || early.view.key !== wanted.key) return null;
+  const v = early.view;
+  if (v.key === "custom") return v.start === wanted.start && v.end === wanted.end ? v : null;
+  return Date.now() - v.end < EARLY_MS ? v : null;
 }
 
 function trendSeries(series) {
@@ -259,15 +241,6 @@ export async function mount(root, ctx) {
     }
   }
 
-  /** Seconds per point: about one point per two pixels of a chart, on a step a rollup tier has
-   * (24 h on a 600 px chart: 5 min, the 5 m tier), so the server reads and sends no more than shows. */
-  function chartStep(spanMs) {
-    const width = root.querySelector(".chart")?.clientWidth || 600;
-    const points = Math.min(400, Math.max(150, Math.round(width / 2)));
-    const wanted = spanMs / 1000 / points;
-    return STEPS.find((s) => s >= wanted) || Math.ceil(wanted / 86400) * 86400;
-  }
-
   async function loadCharts(rebuild) {
     if (loadController) loadController.abort();
     const controller = new AbortController();
@@ -277,24 +250,13 @@ export async function mount(root, ctx) {
     if (rebuild) buildCharts();
     showRangeBar();
     const target = view;
-    const groups = chunks(charts.map((c) => c.spec));
+    // the server reads and sends about as many points as a chart shows
+    const calls = chartQueries(name, charts.map((c) => c.spec), target, document.documentElement.clientWidth);
     let tierText = "";
     try {
       await Promise.all(
-        groups.map(async (specs) => {
-          const ids = specs.flatMap((s) => s.lines.map((l) => l.id));
-          if (!ids.length) return;
-          const answer = await get(
-            "/api/v1/query",
-            {
-              host: name,
-              series: ids,
-              start: Math.round(target.start),
-              end: Math.round(target.end),
-              step: `${chartStep(target.end - target.start)}s`,
-            },
-            { signal: controller.signal },
-          );
+        calls.map(async ({ specs, query }) => {
+          const answer = await get("/api/v1/query", query, { signal: controller.signal });
           const byId = new Map((answer.series || []).map((s) => [s.id, s.points || []]));
           const intervalMs = (hostInfo && hostInfo.interval_ms) || 10_000;
           const opts = { view: target, stepMs: answer.step_ms, intervalMs, bucketed: answer.step_ms > intervalMs };
@@ -497,15 +459,13 @@ export async function mount(root, ctx) {
     const seriesAnswer = await get(path("hosts", name, "series"), null, { signal, quiet: true });
     series = seriesAnswer.series || [];
     sections = chartSections(series);
+    view = (await earlyView(name, view)) || view;
     await basics.catch(() => {}); // the interval (for gaps) comes with the host
-    const work = [
-      loadCharts(true).then(() => performance.mark("charts-drawn")),
-      loadStatusTables(),
-      loadTrends(),
-      loadPatterns(),
-      basics,
-    ];
-    await Promise.allSettled(work);
+    const drawn = loadCharts(true).then(() => performance.mark("charts-drawn"));
+    // The tables below the charts ask once the charts are in: on a busy server their queries
+    // would otherwise take the readers the charts' queries wait for.
+    const below = drawn.catch(() => {}).then(() => Promise.allSettled([loadStatusTables(), loadTrends(), loadPatterns()]));
+    await Promise.allSettled([drawn, below, basics]);
     await basics; // a missing host is the page's error
   } catch (exc) {
     if (exc.name === "AbortError" || exc.status === 401) return cleanup;
