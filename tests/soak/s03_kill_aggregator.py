@@ -160,18 +160,24 @@ def hunt(agg: AggregatorProcess, pushers: list[Pusher], db: Path, budget: float,
     assert agg.proc is not None
     pid = agg.proc.pid
     deadline = time.monotonic() + budget
+
+    def waiting() -> set[tuple[str, int, int]]:
+        return {(p.agent, to_i64(b.boot_id), to_i64(b.seq)) for p in pushers if (b := p.pending) is not None}
+
     while True:
         freeze(pid)
         if time.monotonic() >= deadline:
             return False
-        waiting = {
-            (p.agent, to_i64(b.boot_id), to_i64(b.seq)) for p in pushers if (b := p.pending) is not None
-        }
         try:
-            if waiting & acked_frames(db, timeout=0.5):
-                return True
+            caught = waiting() & acked_frames(db, timeout=0.5)
         except sqlite3.OperationalError:
-            pass  # frozen holding a lock: try again
+            caught = set()  # frozen holding a lock: try again
+        if caught:
+            # An answer sent just before the freeze may still be on its way to its pusher: give the
+            # pushers a moment (the aggregator, frozen, can send nothing more) and look again.
+            time.sleep(0.2)
+            if caught & waiting():
+                return True
         thaw(pid)
         time.sleep(rng.uniform(0.0, 0.002))
 
