@@ -28,8 +28,9 @@ the time), restart state to ``export_state``/``import_state``. The stages, in or
 Guarantees: no channel gets a second firing message about an alert within ``repeat_interval`` of the
 last that arrived, unless its level (severity) changed or the alert resolved in between (a new
 firing is news, even when a silence kept the resolution from being sent); a resolution goes only to
-channels that got the firing. Delivery is at least once: a crash between a send and the next ``export_state``
-repeats that send after the restart.
+channels that got the firing, with the severity (and so the waits) of the firing they got. Delivery
+is at least once: a crash between a send and the next ``export_state`` repeats that send after the
+restart.
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ def _json_number(v: float | None) -> float | str | None:
 def _note(data: Mapping[str, Any]) -> Notification:
     value = data["value"]
     return Notification(**{**data, "value": float(value) if isinstance(value, str) else value})
+
+
+def _told_severity(a: _Alert, t: _Target) -> str:
+    """The severity an item for ``t`` goes out with: a resolution has that of the firing the channel
+    was told (a critical alert that eased to a warning before it resolved is resolved as critical,
+    and as soon), anything else the alert's own."""
+    return (t.notified_level or a.severity) if t.pending == "resolved" else a.severity
 
 
 async def _maybe_await(result: Awaitable[None] | None) -> None:
@@ -285,7 +293,7 @@ class Pipeline:
         if t.pending in ("repeat", "escalation"):
             return t.pending_since
         r = self.routes[t.route]
-        wait, last = round(r.wait_for(a.severity) * 1000), self._last_flush.get(t.group)
+        wait, last = round(r.wait_for(_told_severity(a, t)) * 1000), self._last_flush.get(t.group)
         if wait <= 0 or last is None:
             return t.pending_since + wait
         return max(t.pending_since + wait, last + round(r.group_interval * 1000))
@@ -348,11 +356,12 @@ class Pipeline:
                 kind = t.pending or "firing"
                 state = "resolved" if kind == "resolved" else "firing"
                 fields: dict[str, Any] = {"key": fp, "rule": a.rule, "host": a.labels.get("host", "")}
-                fields.update(level=a.severity, fired_at=a.fired_at)
+                severity = _told_severity(a, t)
+                fields.update(level=severity, fired_at=a.fired_at)
                 note = _note({**a.note, **fields, "state": state, "labels": a.labels, "group": group})
                 self._cancel(fp, ch, ALL)  # the newest word on the alert replaces a queued one
                 t.pending, t.queued = None, t.queued + 1
-                item, r = _Item(fp, kind, a.severity, note), self.routes[t.route]
+                item, r = _Item(fp, kind, severity, note), self.routes[t.route]
                 if r.digest and kind != "escalation":
                     if (m := digests.get((ch, t.route))) is None:
                         m = digests[ch, t.route] = self._message(

@@ -255,6 +255,28 @@ def test_a_change_of_level_is_sent_and_a_bounce_within_the_group_interval_is_not
     run(scenario())
 
 
+def test_a_critical_alert_that_eases_to_a_warning_and_resolves_is_resolved_as_critical_at_once() -> None:
+    """The channel was told "critical": its resolution skips the warnings' group wait and interval
+    (before, it waited the group interval as a warning, minutes after the host was fine)."""
+
+    async def scenario() -> None:
+        rig = Rig(notify={"group_interval": "5m"}, channels=("a",))
+        cpu = rig.fire(alert(level="critical"), 0)
+        await rig.ticks(2 * S)
+        cpu = rig.fire(cpu, 2 * S, level="warning")  # waits for its group: not sent before the resolution
+        await rig.ticks(3 * S)
+        rig.resolve(cpu, 3 * S)
+        await rig.ticks(4 * S)
+        assert [(t - T0, state, lv) for t, _, state, lv in rig.channels["a"].seen()] == [
+            (0, "firing", "critical"),
+            (3 * S, "resolved", "critical"),
+        ]
+        await rig.ticks(10 * MIN, step=10 * S)
+        assert len(rig.channels["a"].calls) == 2  # and nothing after it
+
+    run(scenario())
+
+
 def test_a_digest_route_sends_one_message_per_digest_interval() -> None:
     async def scenario() -> None:
         rig = Rig(

@@ -590,18 +590,20 @@ def test_a_token_with_too_few_uses_enrolls_what_it_can_and_says_so(tmp_path: Pat
 def test_an_outage_loses_nothing_and_a_lost_reference_costs_a_key_frame(
     sim_receiver: SimReceiver, tmp_path: Path
 ) -> None:
-    argv = ["--hosts", "5", "--interval", "1", "--duration", "12", "--aggregator", sim_receiver.url]
+    argv = ["--hosts", "5", "--interval", "1", "--duration", "14", "--aggregator", sim_receiver.url]
     argv += ["--enroll-token", "enroll-sim", "--seed", "3"]
     proc = subprocess.Popen(
         [EDGEWATCH, "sim", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         sim_receiver.wait_for(10)
+        outage_ms = time.time() * 1000
         sim_receiver.control(status=503, retry_after=1)
         time.sleep(3)
         sim_receiver.control()
         time.sleep(3)
         sim_receiver.control(forget=True)  # as an aggregator restarted without its references
+        forgot_ms = time.time() * 1000
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
@@ -614,7 +616,8 @@ def test_an_outage_loses_nothing_and_a_lost_reference_costs_a_key_frame(
         stamps = sorted(ts for f in own for ts in f["timestamps"])
         assert len(stamps) == len(set(stamps)), agent  # each sample once
         assert all(b - a < 1500 for a, b in itertools.pairwise(stamps)), agent  # and none missing
-        assert len(stamps) >= 12
+        assert stamps[0] < outage_ms, agent  # from before the outage ...
+        assert stamps[-1] > forgot_ms, agent  # ... to after the lost reference
         assert sorted(f["seq"] for f in own) == list(range(1, len(own) + 1))
 
 

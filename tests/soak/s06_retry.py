@@ -10,7 +10,7 @@ delta, keeping the references as agent and aggregator do) and answers from a scr
   full form runs into the cap); a ``Retry-After`` is waited exactly.
 - agent B (kinds): one frame answered 400 and one 413 on every attempt (quarantined: tried at most
   as a delta and once as a key frame, never again; the frames after them still flow), a connection
-  reset before and one after forwarding, and a stall (held without an answer for 30 s, 4 s in the
+  reset before and one after forwarding, and a stall (held without an answer for 30 s, 6 s in the
   fast form, before and after forwarding) that the agent's request ``timeout`` (10 s; 2 s) breaks.
 
 When the faults stop, every frame the agents made is accounted for: quarantined (and not stored),
@@ -383,7 +383,7 @@ def gaps(attempts: list[Attempt], timeout: float, stall_s: float) -> list[Gap]:
 @scenario(6, "agent retry semantics under HTTP faults", PROMISE)
 def run(ctx: Context) -> Result:
     result = Result()
-    stall_s, timeout = ctx.scale(30.0, 4.0), ctx.scale(10.0, 2.0)
+    stall_s, timeout = ctx.scale(30.0, 6.0), ctx.scale(10.0, 2.0)
     started = time.monotonic()
     agg = AggregatorProcess(ctx.tmp)
     proxies: dict[str, FaultProxy] = {}
