@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from .osthread import name_os_thread
 from .schema import migrate
 
 T = TypeVar("T")
@@ -48,7 +49,9 @@ class Readers:
 
     def __init__(self, path: Path, threads: int = 3) -> None:
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="edgewatch-reader")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="edgewatch-reader", initializer=name_os_thread
+        )
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

@@ -29,6 +29,7 @@ from .auth import Limiter
 from .frames import FrameJob, FrameResult
 from .jsonout import json_response
 from .metrics import Registry
+from .osthread import name_os_thread
 from .status import HostState
 from .store import CallJob, Store
 from .writer import Overloaded, WriterClosed
@@ -76,7 +77,9 @@ class Ingest:
         default_factory=lambda: Limiter(AGENT_MAX_FAILURES, AGENT_FAILURE_WINDOW_S)
     )
     decoder: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgewatch-decode")
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="edgewatch-decode", initializer=name_os_thread
+        )
     )
 
     def __post_init__(self) -> None:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .osthread import name_os_thread
+
 log = logging.getLogger("edgewatch.aggregator.writer")
 
 
@@ -129,6 +131,7 @@ class Writer:
         return group, False
 
     def _run(self) -> None:
+        name_os_thread()
         stop = False
         while not stop:
             item = self._queue.get()

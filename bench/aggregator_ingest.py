@@ -131,16 +131,30 @@ def add_agents(data_dir: Path, n: int) -> list[str]:
     return tokens
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of ``pid``."""
+Threads = dict[int, tuple[str, float]]
+
+
+def thread_cpu(pid: int) -> Threads:
+    """Name and CPU seconds of each thread of ``pid``."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name, fields = (task / "stat").read_text().split(" (", 1)[1].rsplit(")", 1)
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread ended meanwhile
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        cpu = fields.split()
+        out[int(task.name)] = (name, (int(cpu[11]) + int(cpu[12])) / CLK_TCK)
     return out
+
+
+def cpu_by_thread_kind(before: Threads, after: Threads, main: int) -> dict[str, float]:
+    """CPU seconds between two ``thread_cpu`` readings, by kind of thread (its name without a number;
+    the aggregator names its threads, see aggregator/osthread.py), ``main`` as the event loop."""
+    out: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        kind = "event-loop" if tid == main else name.rstrip("0123456789").rstrip("_-") or name
+        out[kind] = out.get(kind, 0.0) + cpu - before.get(tid, (name, 0.0))[1]
+    return {k: rnd(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0}
 
 
 def wait_compacted(db: Path, timeout: float) -> float:
@@ -249,7 +263,7 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         conn.close()
     cpu = cpu1 - cpu0
     wall = t1 - t0
-    loop_thread = threads1.get(agg.pid, 0.0) - threads0.get(agg.pid, 0.0)
+    loop_thread = threads1.get(agg.pid, ("", 0.0))[1] - threads0.get(agg.pid, ("", 0.0))[1]
     samples_per_cpu = samples / cpu if cpu > 0 else None
     ok = result["errors"] == 0 and result["status"].get("409", 0) == 0 and stored == samples
     line: dict[str, Any] = {
@@ -273,6 +287,7 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         "aggregator_cpu_s_per_million_samples": rnd(cpu / samples * 1e6, 2),
         "aggregator_event_loop_thread_cpu_s": rnd(loop_thread, 2),
         "aggregator_other_threads_cpu_s": rnd(cpu - loop_thread, 2),
+        "aggregator_cpu_s_by_thread": cpu_by_thread_kind(threads0, threads1, agg.pid),
         "samples_per_aggregator_cpu_s": None if samples_per_cpu is None else round(samples_per_cpu),
         "aggregator_cpu_utilisation": rnd(cpu / wall, 3),
         "aggregator_rss_mb": rnd(rss, 1),

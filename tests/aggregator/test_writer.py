@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from edgewatch.aggregator.db import open_writer
+from edgewatch.aggregator.db import Readers, open_writer
+from edgewatch.aggregator.osthread import os_name
+from edgewatch.aggregator.store import CallJob
 from edgewatch.aggregator.writer import Overloaded, Writer, WriterClosed
 
 
@@ -83,3 +86,23 @@ def test_a_full_queue_is_overloaded_and_close_commits_what_was_queued(tmp_path: 
 
     asyncio.run(scenario())
     assert len(_values(tmp_path)) >= 3
+
+
+def test_the_writer_and_reader_threads_carry_their_names_in_the_kernel(tmp_path: Path) -> None:
+    """``top -H`` and the ingest benchmark tell the writer's CPU from the readers' (osthread)."""
+    writer = _writer(tmp_path)
+    readers = Readers(tmp_path / "w.db", threads=1)
+
+    def comm(conn: object = None) -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    async def scenario() -> tuple[str, str]:
+        return await writer.submit(CallJob(comm)), await readers.run(comm)
+
+    try:
+        assert asyncio.run(scenario()) == ("ew-writer", "ew-reader-0")
+    finally:
+        writer.close()
+        readers.close()
+    assert os_name("edgewatch-decode_1") == "ew-decode-1"
+    assert os_name("a-thread-name-that-is-long") == "a-thread-name-t"  # the kernel keeps 15 bytes
