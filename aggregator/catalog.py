@@ -83,17 +83,21 @@ class SeriesIds:
                 )
                 self._set(key, SeriesInfo(info.id, kind, precision), info, undo)
                 info = self._ids[key]
-            else:
-                fast[(host, s)] = info.id  # known and unchanged: the next frames take the fast path
+            fast[(host, s)] = info.id  # the next frames take the fast path
             out.append(info.id)
         return out
 
     def _set(
         self, key: tuple[int, str, str], info: SeriesInfo, old: SeriesInfo | None, undo: list[Undo]
     ) -> None:
+        """A new series, or new kind and precision of one. A new series leaves the fast path as it
+        is (a host that adds series, or a new host, slows no other); a change of kind empties it, as
+        its old definition must not match any more, and so does a rollback, so the fast path never
+        holds an id the database does not."""
         self._ids[key] = info
         self._by_id[info.id] = info
-        self._fast.clear()  # rebuilt as frames come; never holds an id a rollback took back
+        if old is not None:
+            self._fast.clear()
 
         def back() -> None:
             self._fast.clear()
