@@ -28,6 +28,9 @@ def labels_key(labels: Sequence[tuple[str, str]]) -> str:
     return json.dumps(dict(sorted(labels)), separators=(",", ":"), ensure_ascii=False)
 
 
+MAX_LISTS = 100_000  # hosts whose last series list is kept (past it the lists start again)
+
+
 class SeriesInfo(NamedTuple):
     id: int
     kind: int
@@ -44,6 +47,8 @@ class SeriesIds:
         self._ids: dict[tuple[int, str, str], SeriesInfo] = {}
         self._by_id: dict[int, SeriesInfo] = {}
         self._fast: dict[tuple[int, Series], int] = {}  # (host, definition) -> id, skips labels_key
+        # host -> its last frame's series and their ids: the next frame mostly has the same ones
+        self._lists: dict[int, tuple[tuple[Series, ...], list[int]]] = {}
 
     def load(self, conn: sqlite3.Connection) -> None:
         for sid, host, name, labels, kind, precision in conn.execute(
@@ -59,7 +64,12 @@ class SeriesIds:
     def resolve(
         self, conn: sqlite3.Connection, host: int, series: Sequence[Series], undo: list[Undo]
     ) -> list[int]:
-        out = []
+        """The ids of ``series`` of ``host``, inserting new ones (undone by ``undo``). The list may be
+        shared with the next call for the same series: do not change it."""
+        held = self._lists.get(host)
+        if held is not None and held[0] == series:  # a tuple of the same objects: compared in C
+            return held[1]
+        out: list[int] = []
         fast = self._fast
         for s in series:
             sid = fast.get((host, s))
@@ -85,6 +95,10 @@ class SeriesIds:
                 info = self._ids[key]
             fast[(host, s)] = info.id  # the next frames take the fast path
             out.append(info.id)
+        if type(series) is tuple:
+            if len(self._lists) >= MAX_LISTS:
+                self._lists.clear()
+            self._lists[host] = (series, out)
         return out
 
     def _set(
@@ -98,9 +112,11 @@ class SeriesIds:
         self._by_id[info.id] = info
         if old is not None:
             self._fast.clear()
+            self._lists.clear()
 
         def back() -> None:
             self._fast.clear()
+            self._lists.clear()
             if old is None:
                 self._ids.pop(key, None)
                 self._by_id.pop(info.id, None)

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 
 import msgpack
 import zstandard
@@ -23,6 +24,7 @@ from .catalog import Acked, SeriesIds, Undo, to_i64
 from .schema import BLOCK_MS
 
 Value = int | float | None
+_count_none = methodcaller("count", None)
 _compressor = zstandard.ZstdCompressor(level=1)  # used by the writer thread only
 _local = threading.local()  # a decompressor per thread: zstd contexts are not safe to share
 
@@ -101,12 +103,16 @@ class FrameJob:
                 cols: list[Sequence[Value]] = list(b.values)
             else:
                 cols = [[col[i] for i in idx] for col in b.values]
-            gaps = [col.count(None) for col in cols]  # counted in C: most frames hold one sample
-            keep = [k for k, g in enumerate(gaps) if g < len(idx)]
-            if not keep:
-                continue
-            stored += len(idx) * len(keep) - sum(gaps[k] for k in keep)
-            data = encode_recent(ts, [sids[k] for k in keep], [cols[k] for k in keep])
+            gaps = list(map(_count_none, cols))  # in C: most frames hold one sample and no gap
+            if not any(gaps):
+                stored += len(idx) * len(cols)
+                data = encode_recent(ts, sids, cols)
+            else:
+                keep = [k for k, g in enumerate(gaps) if g < len(idx)]
+                if not keep:
+                    continue
+                stored += len(idx) * len(keep) - sum(gaps[k] for k in keep)
+                data = encode_recent(ts, [sids[k] for k in keep], [cols[k] for k in keep])
             rows.append((self.host, win, ts[0], ts[-1], data))
         conn.executemany("INSERT INTO recent (host, win, t0, t1, data) VALUES (?, ?, ?, ?, ?)", rows)
         if b.events:

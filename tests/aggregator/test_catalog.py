@@ -55,3 +55,24 @@ def test_a_rollback_or_a_change_of_kind_never_leaves_a_stale_fast_path(tmp_path:
         assert conn.execute("SELECT precision FROM series WHERE id = ?", (sid,)).fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_the_same_series_again_answer_the_held_list_until_a_rollback(tmp_path: Path) -> None:
+    conn = open_writer(tmp_path / "c.db")
+    try:
+        conn.execute("INSERT INTO hosts (id, name, created_ms) VALUES (1, 'a', 0)")
+        ids = SeriesIds()
+        first, _ = _resolve(ids, conn, 1, (CPU, NET))  # type: ignore[arg-type]
+        assert _resolve(ids, conn, 1, (CPU, NET))[0] is first  # type: ignore[arg-type]
+        assert _resolve(ids, conn, 1, (NET, CPU))[0] == first[::-1]  # type: ignore[arg-type]
+        conn.execute("BEGIN")
+        disk = Series("node_disk_io_now", {"device": "sda"})
+        _, undo = _resolve(ids, conn, 1, (CPU, NET, disk))  # type: ignore[arg-type]
+        conn.execute("ROLLBACK")
+        for back in reversed(undo):
+            back()
+        again, _ = _resolve(ids, conn, 1, (CPU, NET, disk))  # type: ignore[arg-type]
+        assert again[:2] == first
+        assert conn.execute("SELECT count(*) FROM series WHERE id = ?", (again[2],)).fetchone() == (1,)
+    finally:
+        conn.close()
