@@ -13,7 +13,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress
+from itertools import chain, compress
+from operator import methodcaller
 
 from edgewatch.protocol import Kind
 
@@ -24,13 +25,12 @@ from .rollup import (
     BUCKET_BYTES,
     MAX_DECODED,
     Agg,
+    BlockRollup,
     chunk_replace,
     decode_chunk,
     encode_chunk,
     merge,
-    rates,
     rebucket,
-    rollup,
 )
 from .schema import BLOCK_MS, HOUR_MS, TIERS, Tier
 
@@ -47,9 +47,11 @@ def fold_recent(
     """The samples of ``recent`` rows as one block; a later row wins for the same series and time.
 
     ``decode`` decodes a row (readers share decoded rows: ``query.ReadCache.decode_recent``)."""
+    decoded = [decode(data) for data in rows]
+    if only is None and (block := _concatenated(decoded)) is not None:
+        return block
     by_sid: dict[int, dict[int, Value]] = {}
-    for data in rows:
-        ts, sids, cols = decode(data)
+    for ts, sids, cols in decoded:
         pairs: Iterable[tuple[int, Sequence[Value]]] = zip(sids, cols)
         if only is not None:
             pairs = ((sids[i], cols[i]) for i in _positions(sids, only))
@@ -60,6 +62,32 @@ def fold_recent(
                     target[t] = v
     times = sorted({t for samples in by_sid.values() for t in samples})
     return times, {sid: [samples.get(t) for t in times] for sid, samples in by_sid.items()}
+
+
+def _concatenated(decoded: Sequence[Decoded]) -> Block | None:
+    """The block of rows that hold the same series in the same order, no gap, and each row's
+    samples after the one before: the usual window of frames, whose block is the rows one after the
+    other (no row overrides another, every timestamp has values); None for any other rows."""
+    if not decoded:
+        return None
+    sids = decoded[0][1]
+    last = None
+    for ts, row_sids, cols in decoded:
+        if not ts or (last is not None and ts[0] <= last) or row_sids != sids or _has_gaps(cols):
+            return None
+        last = ts[-1]
+    if len(set(sids)) != len(sids):
+        return None
+    times = list(chain.from_iterable(ts for ts, _, _ in decoded))
+    columns = zip(*(cols for _, _, cols in decoded))  # per series, its column in each row
+    return times, dict(zip(sids, map(list, map(chain.from_iterable, columns))))
+
+
+def _has_gaps(cols: Sequence[Sequence[Value]]) -> bool:
+    return any(map(_holds_none, cols))  # in C, column by column
+
+
+_holds_none = methodcaller("__contains__", None)
 
 
 def _positions(sids: Sequence[int], only: Collection[int]) -> list[int]:
@@ -80,12 +108,9 @@ def window_rollups(block: Block, kinds: Mapping[int, int]) -> Buckets:
     """1 m buckets of every series of a block (counters as per-second rates)."""
     times, cols = block
     out: Buckets = {}
+    rolls = BlockRollup(times, T1M.res_ms)
     for sid, col in cols.items():
-        if kinds.get(sid) == Kind.COUNTER:
-            rt, rv = rates(times, col)
-            buckets = rollup(rt, list(rv), T1M.res_ms)
-        else:
-            buckets = rollup(times, col, T1M.res_ms)
+        buckets = rolls.counter(col) if kinds.get(sid) == Kind.COUNTER else rolls.gauge(col)
         if buckets:
             out[sid] = buckets
     return out
@@ -160,7 +185,7 @@ class CompactJob:
         infos = {sid: self.series.info(sid) for sid in cols}
         precisions = {sid: info.precision if info else None for sid, info in infos.items()}
         kinds = {sid: info.kind for sid, info in infos.items() if info}
-        self.samples = sum(1 for col in cols.values() for v in col if v is not None)
+        self.samples = sum(len(col) - col.count(None) for col in cols.values())
         conn.execute(
             "INSERT OR REPLACE INTO raw_blocks (host, t0, samples, data) VALUES (?, ?, ?, ?)",
             (self.host, self.win, self.samples, encode_block(times, cols, precisions)),

@@ -25,9 +25,9 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
-from itertools import accumulate, pairwise, repeat
-from operator import add, floordiv, mul, sub
+from functools import partial, reduce
+from itertools import accumulate, groupby, islice, pairwise, repeat
+from operator import add, floordiv, ge, itemgetter, lt, mod, mul, sub, truediv
 from typing import Any, NamedTuple
 
 import zstandard
@@ -136,6 +136,75 @@ def rates(timestamps: Sequence[int], values: Sequence[Value]) -> tuple[list[int]
             out.append(inc * 1000 / (t - prev_t))
         prev_t, prev = t, v
     return out_ts, out
+
+
+class BlockRollup:
+    """``rollup`` (and ``rates`` then ``rollup``) of many series over the same increasing
+    timestamps, as one block holds them: the buckets are found once, and a series without a gap or
+    a value that is not finite (a counter: nor a reset) is rolled up with C loops over its buckets.
+    The answers are those of ``rollup`` and ``rates``, to the bit (a test compares them)."""
+
+    def __init__(self, timestamps: Sequence[int], res_ms: int) -> None:
+        if res_ms <= 0:
+            raise ValueError(f"the bucket width must be positive, not {res_ms}")
+        self.timestamps = timestamps
+        self.res_ms = res_ms
+        self.increasing = all(map(lt, timestamps, islice(timestamps, 1, None)))
+        self._plans: dict[int, tuple[list[int], list[slice], list[int], list[int]]] = {}
+
+    def _plan(self, skip: int) -> tuple[list[int], list[slice], list[int], list[int]]:
+        """Bucket starts, slices, counts and last timestamps of the timestamps after the first ``skip``."""
+        plan = self._plans.get(skip)
+        if plan is None:
+            ts = self.timestamps[skip:]
+            starts, slices, counts, lasts = [], [], [], []
+            a = 0
+            for start, group in groupby(map(sub, ts, map(mod, ts, repeat(self.res_ms)))):
+                b = a + len(list(group))
+                starts.append(start)
+                slices.append(slice(a, b))
+                counts.append(b - a)
+                lasts.append(ts[b - 1])
+                a = b
+            plan = self._plans[skip] = (starts, slices, counts, lasts)
+        return plan
+
+    def gauge(self, values: Sequence[Value]) -> dict[int, Agg]:
+        if not (self.increasing and _steady(values)):
+            return rollup(self.timestamps, values, self.res_ms)
+        return self._buckets(list(map(add, map(float, values), repeat(0.0))), 0)  # type: ignore[arg-type]
+
+    def counter(self, values: Sequence[Value]) -> dict[int, Agg]:
+        """The buckets of a counter's per-second rates."""
+        later = islice(values, 1, None)
+        if self.increasing and _steady(values) and all(map(ge, later, values)):  # type: ignore[arg-type]
+            ts = self.timestamps
+            incs = map(sub, islice(values, 1, None), values)
+            per_s = list(map(truediv, map(mul, incs, repeat(1000)), map(sub, islice(ts, 1, None), ts)))
+            if all(map(math.isfinite, per_s)):  # (a rate may overflow)
+                return self._buckets(list(map(add, per_s, repeat(0.0))), 1)
+        rt, rv = rates(self.timestamps, values)
+        return rollup(rt, list(rv), self.res_ms)
+
+    def _buckets(self, xs: list[float], skip: int) -> dict[int, Agg]:
+        starts, slices, counts, lasts = self._plan(skip)
+        parts = list(map(xs.__getitem__, slices))
+        aggs = map(Agg, counts, map(min, parts), map(max, parts), map(_sum, parts), map(_last, parts), lasts)
+        return dict(zip(starts, aggs))
+
+
+def _steady(values: Sequence[Value]) -> bool:
+    """No gap, and every value finite (as ``rollup`` keeps them)."""
+    if None in values:
+        return False
+    try:
+        return all(map(math.isfinite, values))  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+_sum = partial(reduce, add)  # in order, as ``rollup`` adds (``sum`` may not, from Python 3.12)
+_last = itemgetter(-1)
 
 
 def merge_maps(a: Mapping[int, Agg], b: Mapping[int, Agg]) -> dict[int, Agg]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import math
 import sqlite3
@@ -14,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgewatch.aggregator import accounts, query
+from edgewatch.aggregator import accounts, compaction, query
 from edgewatch.aggregator.compaction import fold_recent, merge_into, read_tier
-from edgewatch.aggregator.frames import FrameJob, encode_recent
+from edgewatch.aggregator.frames import FrameJob, decode_recent, encode_recent
 from edgewatch.aggregator.points import Point, agg_point
 from edgewatch.aggregator.rollup import Agg, rates, rebucket, rollup
 from edgewatch.aggregator.schema import HOUR_MS, TIER_BY_NAME, Tier
@@ -234,6 +235,32 @@ def recent_rows(draw: st.DrawFn) -> list[bytes]:
         cols = [draw(st.lists(value, min_size=len(ts), max_size=len(ts))) for _ in sids]
         rows.append(encode_recent(ts, sids, cols))
     return rows
+
+
+@st.composite
+def steady_rows(draw: st.DrawFn) -> tuple[list[bytes], list[int]]:
+    """``recent`` rows as a window of frames makes them: the same series, no gap, one after another."""
+    sids = draw(st.lists(st.integers(1, 500), min_size=1, max_size=12, unique=True))
+    stamps = sorted(draw(st.sets(st.integers(0, 59).map(lambda k: T0 + 10_000 * k), min_size=1, max_size=30)))
+    cuts = sorted(draw(st.sets(st.integers(1, len(stamps) - 1), max_size=6))) if len(stamps) > 1 else []
+    value = st.integers(-(1 << 62), 1 << 62) | st.floats(allow_nan=False)
+    rows = []
+    for a, b in itertools.pairwise([0, *cuts, len(stamps)]):
+        cols = [draw(st.lists(value, min_size=b - a, max_size=b - a)) for _ in sids]
+        rows.append(encode_recent(stamps[a:b], sids, cols))
+    return rows, sids
+
+
+@given(steady_rows())
+def test_a_steady_window_folds_by_concatenation_to_what_the_general_fold_makes(
+    sample: tuple[list[bytes], list[int]],
+) -> None:
+    rows, sids = sample
+    assert compaction._concatenated([decode_recent(r) for r in rows]) is not None  # the fast path
+    fast = fold_recent(rows)
+    general = fold_recent(rows, set(sids))  # asking for series takes the general path
+    assert fast[0] == general[0]
+    assert repr(fast[1]) == repr(dict(sorted(general[1].items(), key=lambda kv: sids.index(kv[0]))))
 
 
 def _samples(block: tuple[list[int], dict[int, list[Value]]]) -> dict[int, dict[int, Value]]:

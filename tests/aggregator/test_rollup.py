@@ -137,6 +137,36 @@ def test_tiers_of_any_floats_agree_but_for_sum_rounding(sample: tuple[list[int],
     assert close(rebucket(rollup(ts, values, MINUTE), HOUR), rollup(ts, values, HOUR))
 
 
+STEADY_VALUE = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(1 << 63), (1 << 63) - 1)
+    | st.sampled_from([-0.0, 0.0, 5e-324])
+)
+
+
+@given(st.data())
+def test_a_block_rollup_answers_what_rollup_and_rates_answer(data: st.DataObject) -> None:
+    """Columns over shared timestamps: steady ones take the C loops (a counter only when it never
+    falls), others fall back; every answer equals ``rollup`` (of ``rates``) to the bit."""
+    start = data.draw(st.integers(-(10**13), 10**13))
+    ts = sorted(data.draw(st.sets(st.integers(start, start + 3 * HOUR), max_size=80)))
+    if data.draw(st.booleans()) and len(ts) > 1:  # not increasing: everything falls back
+        ts[-1] = ts[0]
+    columns = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        value = STEADY_VALUE if data.draw(st.booleans()) else STEADY_VALUE | st.none() | st.just(math.nan)
+        column = data.draw(st.lists(value, min_size=len(ts), max_size=len(ts)))
+        if data.draw(st.booleans()):  # a counter that only grows
+            column = sorted(column, key=lambda v: -math.inf if v is None or math.isnan(v) else float(v))
+        columns.append(column)
+    for res in (MINUTE, FIVE, HOUR):
+        block = R.BlockRollup(ts, res)
+        for column in columns:
+            assert repr(block.gauge(column)) == repr(rollup(ts, column, res))  # repr: -0.0 is not 0.0
+            rt, rv = rates(ts, column)
+            assert repr(block.counter(column)) == repr(rollup(rt, list(rv), res))
+
+
 def test_rollup_keeps_finite_values_only() -> None:
     ts = [0, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 61_000]
     values: list[Value] = [3, None, math.nan, -0.0, math.inf, 7.5, 2, -math.inf]
