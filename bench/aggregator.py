@@ -7,10 +7,12 @@ Three parts, each printing one JSON object per measurement on stdout (progress g
   of simulated agents (``SimHost``; key frame, then delta frames, as the agent sends them), at 100 and
   at 2,000 agents with one sample per series a frame (the agent's default), and a labelled variant
   with 6 samples a frame. The samples are two days old, so every 10-minute window has closed and is
-  compacted (raw blocks and 1 m / 5 m / 1 h rollups) during the run; the clock stops when
-  ``recent`` is empty. Figures: stored samples per wall second, aggregator CPU (utime + stime from
-  /proc, children excluded) per million samples, samples per aggregator CPU second (the one-core
-  throughput; budget 300,000), push latency p50 / p99, 409s and errors.
+  compacted (raw blocks and 1 m / 5 m / 1 h rollups) during the run; every agent sends a whole
+  window (60 frames), as in steady use; the clock stops when ``recent`` is empty and the
+  maintenance pass that emptied it (its rollup merges too) has finished. Figures: stored samples
+  per wall second, aggregator CPU (utime + stime from /proc, children excluded) per million
+  samples and by thread, samples per aggregator CPU second (the one-core throughput; budget
+  300,000), push latency p50 / p99, 409s and errors.
 - ``storage``: a simulated day of 50 hosts at 10 s through the Store API, then bytes per raw sample
   from SQLite's dbstat (raw blocks and their index) and from the blob lengths, each rollup tier and
   the file; the same samples imported into Debian's VictoriaMetrics in the same run, its own size
@@ -43,7 +45,7 @@ PARTS = ("ingest", "storage", "query")
 class Sizes:
     agents: str  # comma-separated agent counts of the one-sample cases
     frames: int  # delta frames per agent at 100 agents or fewer (60: one 10-minute window of 10 s samples)
-    frames_many: int  # delta frames per agent above 100 agents
+    frames_many: int  # delta frames per agent above 100 agents (60: a whole window, as in steady use)
     batch_frames: int  # frames of 6 samples per agent in the batch variant (at the fewest agents); 0: none
     storage_hosts: int
     storage_hours: float
@@ -54,7 +56,7 @@ class Sizes:
     query_runs: int
 
 
-FULL = Sizes("100,2000", 60, 10, 20, 50, 24.0, 1000, 30.0, 1800.0, 10.0, 50)
+FULL = Sizes("100,2000", 60, 60, 20, 50, 24.0, 1000, 30.0, 1800.0, 10.0, 50)
 QUICK = Sizes("100,400", 30, 6, 10, 6, 3.0, 1000, 30.0, 3600.0, 1.0, 20)
 
 
