@@ -47,9 +47,11 @@ def fold_recent(
     """The samples of ``recent`` rows as one block; a later row wins for the same series and time.
 
     ``decode`` decodes a row (readers share decoded rows: ``query.ReadCache.decode_recent``)."""
-    decoded = [decode(data) for data in rows]
-    if only is None and (block := _concatenated(decoded)) is not None:
-        return block
+    decoded: Iterable[Decoded] = map(decode, rows)
+    if only is None:
+        decoded = list(decoded)
+        if (block := _concatenated(decoded)) is not None:
+            return block
     by_sid: dict[int, dict[int, Value]] = {}
     for ts, sids, cols in decoded:
         pairs: Iterable[tuple[int, Sequence[Value]]] = zip(sids, cols)
