@@ -177,16 +177,16 @@ def wait_compacted(db: Path, timeout: float) -> float:
     raise RuntimeError(f"the aggregator did not compact every frame within {timeout:g} s")
 
 
-def wait_pass_logged(log_path: Path, since_line: int, interval_s: float) -> float:
-    """Wait for the log line of the maintenance pass that emptied ``recent`` (it logs once its rollup
-    merges are done too, so their CPU is counted); answers when it was seen. When no line comes
-    within two intervals, that pass had logged already."""
+def wait_pass_logged(log_path: Path, since_line: int, interval_s: float, emptied: float) -> float:
+    """Wait for the log line of the maintenance pass that emptied ``recent`` at ``emptied`` (it logs
+    once its rollup merges are done too, so their CPU is counted); answers when it was seen. When no
+    line comes within two intervals, that pass had logged already: ``emptied``."""
     deadline = time.monotonic() + 2 * interval_s + 1
     while time.monotonic() < deadline:
         if maintenance_totals(log_path, since_line)["passes"]:
-            break
+            return time.perf_counter()
         time.sleep(0.05)
-    return time.perf_counter()
+    return emptied
 
 
 def metric(url: str, name: str) -> float:
@@ -256,8 +256,8 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         t0 = time.perf_counter()
         result = _command(loader, "go")
         sent = time.perf_counter()
-        wait_compacted(data_dir / DB_NAME, 1800)
-        t1 = wait_pass_logged(agg.log_path, log_lines(agg.log_path), COMPACT_INTERVAL_S)
+        emptied = wait_compacted(data_dir / DB_NAME, 1800)
+        t1 = wait_pass_logged(agg.log_path, log_lines(agg.log_path), COMPACT_INTERVAL_S, emptied)
         cpu1, load_cpu1 = agg.cpu(), cpu_seconds(loader.pid)
         busy1, own1 = machine_busy_s(), own_cpu_s()
         threads1 = thread_cpu(agg.pid)
