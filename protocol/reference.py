@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from .columns import decoded_form
 from .types import Batch, Value
+
+_last = itemgetter(-1)
 
 
 def as_decoded(batch: Batch) -> Batch:
@@ -43,21 +47,28 @@ def next_reference(ref: Batch | None, batch: Batch, *, decoded: bool = False) ->
         return Batch(
             batch.agent_id, batch.boot_id, batch.seq, ref.timestamps, ref.series, ref.values, batch.host
         )
-    values: list[tuple[Value, ...]] = (
-        [tuple(column[-2:]) for column in batch.values]
-        if decoded
-        else [
+    carry = len(timestamps) == 1 and ref is not None and ref.timestamps and ref.timestamps[-1] < timestamps[0]
+    values: list[tuple[Value, ...]]
+    if carry and decoded:
+        values = []  # made below from the one sample of each column, in C
+    elif decoded:
+        values = [tuple(column[-2:]) for column in batch.values]
+    else:
+        values = [
             tuple(column[-2:]) if s.precision is None else decoded_form(s, column)[1][-2:]
             for s, column in zip(batch.series, batch.values)
         ]
-    )
-    if len(timestamps) == 1 and ref is not None and ref.timestamps and ref.timestamps[-1] < timestamps[0]:
+    if carry:
+        assert ref is not None
         if tuple(batch.series) == tuple(ref.series):  # a list and a tuple of the same series alike
-            before: list[Value] = [column[-1] for column in ref.values]
+            before: list[Value] = list(map(_last, ref.values))
         else:
             ref_index = {s: i for i, s in enumerate(ref.series)}
             before = [None if (r := ref_index.get(s)) is None else ref.values[r][-1] for s in batch.series]
-        values = [(v, *column) for v, column in zip(before, values)]
+        if decoded:
+            values = list(zip(before, map(_last, batch.values)))
+        else:
+            values = [(v, *column) for v, column in zip(before, values)]
         timestamps = (ref.timestamps[-1], *timestamps)
     return Batch(
         agent_id=batch.agent_id,

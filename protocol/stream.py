@@ -37,6 +37,7 @@ _HALF = 1 << 63
 _TWO64 = 1 << 64
 _MIN_SHIFT = 9  # a value divisible by 512 (a sector) is probably a byte count
 _MAX_SHIFT = 12  # shift by at most 4096 (a page)
+_LOW_BITS = (1 << _MIN_SHIFT) - 1
 _REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
@@ -186,8 +187,16 @@ class Decoder:
             self._next_wrong()
             guess = not guess
         if guess:
-            t = self._varint()
-            s = 0 if a is None else _shift(a, b)
+            data, pos = self.data, self.pos
+            # tokens of one or two bytes, the most common, read inline (the rest, and every error, by _varint)
+            if pos < len(data) and (t := data[pos]) < 0x80:
+                self.pos = pos + 1
+            elif pos + 1 < len(data) and 0 < (t2 := data[pos + 1]) < 0x80:
+                t = (t & 0x7F) | (t2 << 7)
+                self.pos = pos + 2
+            else:
+                t = self._varint()
+            s = 0 if a is None or a & _LOW_BITS else _shift(a, b)  # no shift below 2**_MIN_SHIFT
             if s and t:
                 p += ((t >> 1) ^ -(t & 1)) << s
             else:

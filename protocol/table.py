@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .columns import (
+    EXACT,
     FLOAT,
     INT,
     POW10,
@@ -27,6 +28,7 @@ from .stream import Decoder, Encoder, History
 from .types import Series, Value
 
 _HALF = 1 << 63
+_NEAR = float(EXACT >> 1)  # a scaled float this far from EXACT rounds to an int below it
 _ONE_GAP = b"\x01"
 SINGLE_SAMPLE_FAST_PATH = True  # tests turn it off to compare both paths
 
@@ -123,11 +125,19 @@ def _encode_single(
 
 
 def _history(mode: int, p: int | None, rc: Sequence[Value] | None) -> History:
-    """``history_of``, with its most common case (two ints of a ``next_reference``) first."""
-    if rc is not None and len(rc) == 2 and p is None and mode == INT:
+    """``history_of``, with its most common cases first: the two values of a ``next_reference``,
+    ints of a series with no precision or floats of one with a precision (``scaled`` inline). Any
+    other column, and any value near a limit of ``scaled``, takes ``history_of``."""
+    if rc is not None and len(rc) == 2 and mode == INT:
         b, a = rc
-        if type(a) is int and type(b) is int:
-            return a, b
+        if p is None:
+            if type(a) is int and type(b) is int:
+                return a, b
+        elif type(a) is float and type(b) is float:
+            scale = POW10[p]
+            fa, fb = a * scale, b * scale
+            if -_NEAR < fa < _NEAR and -_NEAR < fb < _NEAR:  # finite and well below EXACT (NaN fails)
+                return round(fa), round(fb)
     return history_of(mode, p, rc)
 
 

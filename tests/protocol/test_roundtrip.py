@@ -225,3 +225,40 @@ def test_single_sample_fast_path_makes_the_same_bytes(pair: tuple[Batch, Batch],
         assert decode(fast, ref) == batch
     assert fast == slow
     assert decode(fast, ref) == batch
+
+
+_HISTORY_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 63), (1 << 63) - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-(2.0**50), max_value=2.0**50).map(lambda v: v / 10 ** (abs(int(v)) % 16)),
+    st.sampled_from([2.0**49, -(2.0**49), 2.0**50 - 0.4, 2.0**50 + 0.5, 0.5, -0.5, 1.5, -0.0, 1e-300]),
+)
+
+
+@given(
+    st.sampled_from([None, *range(16)]),
+    st.sampled_from([table.INT, table.FLOAT]),
+    st.one_of(st.none(), st.tuples(_HISTORY_VALUES, _HISTORY_VALUES), st.lists(_HISTORY_VALUES, max_size=3)),
+)
+def test_the_decoders_history_shortcut_equals_history_of(
+    precision: int | None, mode: int, column: tuple[object, ...] | list[object] | None
+) -> None:
+    """``table._history`` reads two-value reference columns without ``history_of``: the same answer
+    for every value, also at the edges of ``scaled`` (NaN, infinities, near 2**50, booleans)."""
+    assert table._history(mode, precision, column) == table.history_of(mode, precision, column)  # type: ignore[arg-type]
+
+
+_EDGES = [
+    None, True, 0, 7, 0.0, -0.0, 0.5, -2.5, 12.34, 1e-300, math.nan, math.inf, -math.inf,
+    2.0**49, -(2.0**49), 2.0**49 + 0.5, 2.0**50 - 0.5, 2.0**50, 2.0**50 + 0.5, -(2.0**50) - 0.5, 2.0**63,
+]  # fmt: skip
+
+
+def test_the_history_shortcut_at_the_edges_of_scaled() -> None:
+    for precision in (None, 0, 1, 2, 15):
+        for a in _EDGES:
+            for b in _EDGES:
+                got = table._history(table.INT, precision, (b, a))
+                assert got == table.history_of(table.INT, precision, (b, a)), (precision, a, b)
