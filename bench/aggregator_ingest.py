@@ -43,6 +43,7 @@ from aggregator_common import (
     rnd,
     ro_connect,
     rss_mb,
+    wait_http,
     write_config,
 )
 
@@ -278,6 +279,8 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         conn.close()
     cpu = cpu1 - cpu0
     wall = t1 - t0
+    log(f"ingest [{case.label}]: the same frames to the HTTP floor (bench/http_floor.py)")
+    floor = http_floor(load_file, procs, frame_count, samples, cpu)
     loop_thread = threads1.get(agg.pid, ("", 0.0))[1] - threads0.get(agg.pid, ("", 0.0))[1]
     samples_per_cpu = samples / cpu if cpu > 0 else None
     ok = result["errors"] == 0 and result["status"].get("409", 0) == 0 and stored == samples
@@ -329,6 +332,7 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
             "samples_per_host_window": round(samples / max(pairs, 1)),
             "live_samples_per_host_window": round(60 * series / case.agents),
         },
+        "http_floor": floor,
         "raw_block_samples_total": int(in_blocks),
         "raw_blocks": int(host_windows),
         "warmup_key_frames": case.agents,
@@ -349,6 +353,45 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
     if result.get("samples"):
         line["error_samples"] = result["samples"]
     return line
+
+
+def http_floor(
+    load_file: Path, procs: Processes, frame_count: int, samples: int, aggregator_cpu_s: float
+) -> dict[str, Any]:
+    """The same pushes to bench/http_floor.py (aiohttp on uvloop answering at once): its CPU is the
+    HTTP stack's share of the aggregator's, the floor under any ingest path on this stack."""
+    port = free_port()
+    server = procs.start(
+        [sys.executable, str(Path(__file__).with_name("http_floor.py")), str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    loader = None
+    try:
+        wait_http(url + "/healthz", server, what="the HTTP floor server")
+        loader = procs.start(
+            [sys.executable, str(Path(__file__).with_name("aggregator_load.py")), str(load_file), url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        _expect(loader, "ready")
+        _command(loader, "warmup")
+        cpu0 = cpu_seconds(server.pid)
+        result = _command(loader, "go")
+        cpu = cpu_seconds(server.pid) - cpu0
+    finally:
+        if loader is not None:
+            procs.stop(loader, grace=5)
+        procs.stop(server, grace=5)
+    if result["errors"] or result["frames"] != frame_count:
+        raise RuntimeError(f"pushes to the HTTP floor failed: {result}")
+    return {
+        "server_cpu_s": rnd(cpu, 2),
+        "cpu_us_per_push": rnd(cpu / frame_count * 1e6, 1),
+        "samples_per_cpu_s": round(samples / cpu) if cpu > 0 else None,
+        "share_of_aggregator_cpu": rnd(cpu / aggregator_cpu_s, 3) if aggregator_cpu_s > 0 else None,
+        "push_p50_ms": result["p50_ms"],
+    }
 
 
 def _expect(proc: subprocess.Popen[bytes], word: str) -> None:
