@@ -15,6 +15,8 @@ import itertools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from operator import mul, sub, truediv
 
 Sample = tuple[int, float | None]
 
@@ -97,15 +99,18 @@ def fit_at(ts: Sequence[int], ys: Sequence[float], now_ms: int, ahead_s: float) 
     for fewer than two times, or when the fit leaves the float range."""
     if len(ts) < 2:
         return None
-    xs = [(t - now_ms) / 1000 for t in ts]  # seconds relative to now: small, well conditioned
+    # seconds relative to now: small, well conditioned (the element-wise steps in C: a six-hour
+    # window of 10 s samples is refitted every minute on arrival)
+    xs = list(map(truediv, map(sub, ts, repeat(now_ms)), repeat(1000)))
     mean_x, mean_y = math.fsum(xs) / len(xs), mean(ys)
     if mean_y is None:
         return None
     try:
-        sxx = math.fsum((x - mean_x) ** 2 for x in xs)
+        dx = list(map(sub, xs, repeat(mean_x)))
+        sxx = math.fsum(map(mul, dx, dx))
         if sxx == 0:
             return None
-        slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+        slope = math.fsum(map(mul, dx, map(sub, ys, repeat(mean_y)))) / sxx
     except (OverflowError, ValueError):  # values near the float limit: no line to speak of
         return None
     value = mean_y + slope * (ahead_s - mean_x)

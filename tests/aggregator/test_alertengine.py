@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edgewatch.aggregator.alertengine import Engine, load_states, persist
 from edgewatch.aggregator.alertstate import AlertState, Transition
 from edgewatch.aggregator.db import open_writer
@@ -131,16 +133,18 @@ RSS = Series("edgewatch_process_resident_bytes", {"rank": "1"})
 TOTAL = Series("node_memory_MemTotal_bytes")
 
 
-def test_long_windows_are_evaluated_once_a_minute_and_ratios_touch_only_their_host() -> None:
-    async def write(fn: Any) -> Any:
-        return None
+async def _no_write(fn: Any) -> Any:
+    return None
 
-    engine = Engine(load_rules(LONG_RULES, defaults={}), write, lambda *a: None)
-    for k in range(30):  # 5 minutes at 10 s
+
+def test_long_windows_are_evaluated_once_per_part_of_them_and_ratios_touch_only_their_host() -> None:
+    engine = Engine(load_rules(LONG_RULES, defaults={}), _no_write, lambda *a: None)
+    for k in range(72):  # 12 minutes at 10 s
         ts = T0 + k * 10_000
         engine.observe("db-1", Batch("db-1", 1, k, [ts], [AVAIL], [[1e12 - k * 1e9]]), ts)
-    # at 0 s (one sample: no fit, not counted), 60, 120, 180 and 240 s: once a minute, not 30 times
-    assert engine.evaluations == 4
+    # a six-hour window, every 72nd of it (5 minutes): at 0 s (one sample: no fit, not counted), 300
+    # and 600 s, not 72 times
+    assert engine.evaluations == 2
     for host in ("a", "b"):
         engine.observe(host, Batch(host, 1, 1, [T0], [RSS, TOTAL], [[6e9], [8e9]]), T0)
     before = engine.evaluations
@@ -153,6 +157,17 @@ def test_long_windows_are_evaluated_once_a_minute_and_ratios_touch_only_their_ho
     assert kept == 5
     assert engine.prune(T0 + 7 * 3_600_000) == kept
     assert engine.windows == {}
+
+
+@pytest.mark.parametrize(("window", "due"), [("30m", 360), ("1h", 60), ("6h", 12), ("24h", 3)])
+def test_how_often_a_rule_is_due_on_arrival_goes_by_its_window(window: str, due: int) -> None:
+    """Short windows at every arrival; an hour or more at most once a minute and at most once per
+    72nd of the window, so a long fit costs the same a minute whatever its length."""
+    text = LONG_RULES.split("[[rule]]")[1].replace('"6h"', f'"{window}"')
+    engine = Engine(load_rules("[[rule]]" + text, defaults={}), _no_write, lambda *a: None)
+    rule = engine.rules.rules[0]
+    key = ("db-1", AVAIL.name, AVAIL.labels)
+    assert sum(engine._due(rule, key, T0 + k * 10_000) for k in range(360)) == due  # an hour at 10 s
 
 
 def test_a_host_whose_series_list_changes_or_whose_rules_change_is_planned_again(tmp_path: Path) -> None:
