@@ -12,7 +12,10 @@ Three parts, each printing one JSON object per measurement on stdout (progress g
   maintenance pass that emptied it (its rollup merges too) has finished. Figures: stored samples
   per wall second, aggregator CPU (utime + stime from /proc, children excluded) per million
   samples and by thread, samples per aggregator CPU second (the one-core throughput; budget
-  300,000), push latency p50 / p99, 409s and errors.
+  300,000), push latency p50 / p99, 409s and errors. Two yardsticks go with it: the same frames
+  pushed to bench/http_floor.py (aiohttp answering at once: what the HTTP stack alone costs), and
+  the built-in rules on live frames (aggregator_rules.py: two-day-old samples leave the rule engine
+  idle), whose extra CPU per push each line adds in ``with_live_rules``.
 - ``storage``: a simulated day of 50 hosts at 10 s through the Store API, then bytes per raw sample
   from SQLite's dbstat (raw blocks and their index) and from the blob lengths, each rollup tier and
   the file; the same samples imported into Debian's VictoriaMetrics in the same run, its own size
@@ -31,12 +34,14 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 import aggregator_ingest
 import aggregator_query
+import aggregator_rules
 import aggregator_storage
-from aggregator_common import Processes, run_in_scratch
+from aggregator_common import Processes, emit, log, run_in_scratch
 
 PARTS = ("ingest", "storage", "query")
 
@@ -143,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append(
                     aggregator_ingest.Case(min(agents), sizes.batch_frames, 6, args.concurrency, args.order)
                 )
-            aggregator_ingest.run(cases, tmp, procs)
+            log("rules on arrival: the built-in rules on live frames, in this process")
+            rules = aggregator_rules.measure()
+            emit(rules)
+            aggregator_ingest.run(cases, tmp, procs, partial(aggregator_rules.with_live_rules, rules=rules))
         if "storage" in parts:
             aggregator_storage.main(sizes.storage_hosts, sizes.storage_hours, tmp, procs)
         if "query" in parts:

@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -413,12 +413,20 @@ def _command(proc: subprocess.Popen[bytes], command: str) -> dict[str, Any]:
     return result
 
 
-def run(cases: Sequence[Case], tmp: Path, procs: Processes) -> list[dict[str, Any]]:
+def run(
+    cases: Sequence[Case],
+    tmp: Path,
+    procs: Processes,
+    live_rules: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Each case's line; ``live_rules`` adds what the line reads with the rules' live cost."""
     out = []
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(CORES) as pool:
         for case in cases:
             line = run_case(case, tmp, procs, pool)
+            if live_rules is not None:
+                line["with_live_rules"] = live_rules(line)
             out.append(line)
             emit(line)
     return out
