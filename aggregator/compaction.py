@@ -252,9 +252,20 @@ class MergeRollupsJob:
 
 MERGE_AT = 24  # small rows in one chunk span that are merged even before the span is complete
 
+Span = tuple[int, int, int]  # (tier id, host, chunk start): the rollup rows one merge makes one
 
-def merge_candidates(conn: sqlite3.Connection, now_ms: int) -> list[tuple[Tier, int, int]]:
-    """``(tier, host, chunk start)`` of rollup rows worth merging."""
+
+def spans_of(host: int, win: int) -> list[Span]:
+    """The chunk spans whose rows the compaction of ``host``'s window ``win`` writes."""
+    return [(tier.id, host, win - win % tier.chunk_ms) for tier in TIERS[1:]]
+
+
+def merge_candidates(
+    conn: sqlite3.Connection, now_ms: int, busy: Collection[Span] = ()
+) -> list[tuple[Tier, int, int]]:
+    """``(tier, host, chunk start)`` of rollup rows worth merging: ``MERGE_AT`` rows in a span, or a
+    span that is complete and not ``busy`` (compacted into lately: a back-fill or a late frame may
+    add to it again, and each merge rewrites the whole span)."""
     out = []
     for tier in TIERS[1:]:
         c = tier.chunk_ms
@@ -263,7 +274,7 @@ def merge_candidates(conn: sqlite3.Connection, now_ms: int) -> list[tuple[Tier, 
             " GROUP BY host, chunk HAVING count(*) > 1",
             (c, c, tier.id),
         ):
-            if count >= MERGE_AT or chunk + c + BLOCK_MS <= now_ms:
+            if count >= MERGE_AT or (chunk + c + BLOCK_MS <= now_ms and (tier.id, host, chunk) not in busy):
                 out.append((tier, host, chunk))
     return out
 

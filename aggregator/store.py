@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .catalog import Acked, SeriesIds
-from .compaction import CompactJob, MergeRollupsJob, RetentionJob, merge_candidates, vacuum_some
+from .compaction import (
+    CompactJob,
+    MergeRollupsJob,
+    RetentionJob,
+    Span,
+    merge_candidates,
+    spans_of,
+    vacuum_some,
+)
 from .datadir import DataDirLock
 from .db import DB_NAME, Readers, open_writer
 from .schema import BLOCK_MS
@@ -27,6 +35,9 @@ from .writer import Overloaded, Writer, WriterClosed
 log = logging.getLogger("edgewatch.aggregator.store")
 T = TypeVar("T")
 GRACE_MS = 30_000  # a window is compacted this long after it ends, when late frames are unlikely
+# a complete chunk span's rows are merged once no compaction has written into it for this long, so a
+# back-fill of many windows (an agent's spool after an outage) rewrites each span once, not each pass
+QUIET_MS = BLOCK_MS
 
 
 @dataclass
@@ -77,6 +88,8 @@ class Store:
         self.auth_readers = Readers(self.path, threads=1)  # token checks never wait behind queries
         self._closed = False
         self.last_report = MaintenanceReport()
+        # chunk span -> when a compaction last wrote into it: complete spans merge once quiet
+        self._touched: dict[Span, int] = {}
 
     def close(self) -> None:
         if self._closed:
@@ -106,7 +119,10 @@ class Store:
             rows = await self._submit_wait(CompactJob(host, win, self.series), report)
             report.compacted_windows += rows is not None
             report.compacted_rows += rows or 0
-        candidates = await self.readers.run(lambda conn: merge_candidates(conn, now_ms))
+            self._touched.update(dict.fromkeys(spans_of(host, win), now_ms))
+        self._touched = {span: t for span, t in self._touched.items() if 0 <= now_ms - t < QUIET_MS}
+        busy = set(self._touched)
+        candidates = await self.readers.run(lambda conn: merge_candidates(conn, now_ms, busy))
         for tier, host, chunk in candidates:
             report.merged_rows += await self._submit_wait(MergeRollupsJob(tier, host, chunk), report) or 0
         if retention_s is not None:

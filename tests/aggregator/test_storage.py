@@ -6,6 +6,8 @@ import asyncio
 import math
 from pathlib import Path
 
+from edgewatch.aggregator.store import QUIET_MS
+
 from .conftest import SERIES, T0, batch, harness
 
 HOUR = 3_600_000
@@ -205,5 +207,48 @@ def test_a_window_that_cannot_be_compacted_does_not_stop_the_others_or_retention
             assert h.sql("SELECT count(*) FROM raw_blocks") == [(1,)]
             status = await h.store.readers.run(lambda conn: conn.execute("PRAGMA auto_vacuum").fetchone()[0])
             assert status == 2  # incremental: free pages can be given back
+
+    run(scenario())
+
+
+def test_a_complete_chunk_span_is_merged_once_no_compaction_writes_into_it(tmp_path: Path) -> None:
+    """A back-fill into a span that is over leaves its rows unmerged while compactions still write
+    into it, and merges them one quiet period later; the answers do not change."""
+    span = T0 - T0 % (6 * HOUR)  # the 1 m tier's chunk span of T0 (6 hours)
+    now = span + 7 * HOUR
+
+    async def scenario() -> None:
+        async with harness(tmp_path, now_ms=now) as h:
+            await h.add_agent("web-1")
+            token = await h.api_token()
+
+            def rows() -> int:
+                return int(h.sql("SELECT count(*) FROM rollups WHERE tier = 1 AND t0 >= ?", span)[0][0])
+
+            async def answer() -> object:
+                status, body = await h.get(
+                    "/api/v1/query",
+                    token,
+                    host="web-1",
+                    name="node_load1",
+                    start=span,
+                    end=span + HOUR,
+                    tier="1m",
+                )
+                assert status == 200, body
+                return body["series"]
+
+            for k in range(3):  # three windows of a back-log, one pass each, as the spool drains
+                ts = [span + k * 600_000 + i * 10_000 for i in range(60)]
+                assert (await h.push(batch("web-1", k + 1, ts)))[0] == 200
+                report = await h.store.maintain(now + k * 60_000)
+                assert (report.compacted_windows, report.merged_rows) == (1, 0)
+            assert rows() == 3
+            before = await answer()
+            report = await h.store.maintain(now + 2 * 60_000 + QUIET_MS - 1)
+            assert (report.merged_rows, rows()) == (0, 3)  # still within the quiet period
+            report = await h.store.maintain(now + 2 * 60_000 + QUIET_MS)
+            assert (report.merged_rows, rows()) == (3, 1)
+            assert await answer() == before
 
     run(scenario())
