@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from edgewatch.protocol import Batch, ProtocolError, Series
 
@@ -21,12 +22,14 @@ from .query import raw_samples
 from .schema import BLOCK_MS
 
 Entry = tuple[int, int | float]  # (timestamp ms, value)
+_last = itemgetter(-1)
 
 
 @dataclass
 class _Host:
     newest: int = -(1 << 62)  # the newest timestamp seen
     values: dict[Series, Entry] = field(default_factory=dict)
+    pending: Batch | None = None  # the newest frame, not yet in ``values``
 
 
 class Latest:
@@ -34,25 +37,23 @@ class Latest:
         self.hosts: dict[str, _Host] = {}
 
     def observe(self, host: str, batch: Batch, now_ms: int) -> None:
-        """The ingest observer (on the event loop, after the commit)."""
+        """The ingest observer (on the event loop, after the commit).
+
+        The newest frame is only held (``pending``); it goes into ``values`` when a frame comes
+        that does not replace every value of it, or a back-fill, or when a copy is asked for. An
+        agent sends the same series every time, so most frames replace the one before outright and
+        cost no loop over their series here (this ran on the event loop for every push)."""
         stamps = batch.timestamps
         if not stamps:
             return
         h = self.hosts.get(host)
         if h is None:
             h = self.hosts[host] = _Host()
-        last = stamps[-1]
-        values = h.values
-        if last >= h.newest:  # the usual case: a newer frame overwrites
-            h.newest = last
-            for s, column in zip(batch.series, batch.values):
-                v = column[-1]
-                if v is not None:
-                    values[s] = (last, v)
-                elif (found := _last_of(stamps, column)) is not None and found[0] >= values.get(s, (-1, 0))[
-                    0
-                ]:
-                    values[s] = found
+        if stamps[-1] >= h.newest:  # the usual case: a newer frame
+            h.newest = stamps[-1]
+            if h.pending is not None and not _replaces(batch, h.pending):
+                _fold(h.values, h.pending)
+            h.pending = batch
             return
         self.merge(
             host,
@@ -64,6 +65,9 @@ class Latest:
         h = self.hosts.get(host)
         if h is None:
             h = self.hosts[host] = _Host()
+        if h.pending is not None:
+            _fold(h.values, h.pending)
+            h.pending = None
         values = h.values
         for s, entry in items:
             held = values.get(s)
@@ -75,12 +79,43 @@ class Latest:
         self.hosts.pop(host, None)
 
     def snapshot(self) -> list[tuple[str, list[tuple[Series, Entry]]]]:
-        """A copy to read in another thread (each ``list(...)`` runs under the GIL in one C call)."""
-        return [(name, list(h.values.items())) for name, h in list(self.hosts.items())]
+        """A copy, made in another thread: each ``list(...)`` runs under the GIL in one C call, and
+        a held frame is added to the copy (frames are never changed), never to ``values``."""
+        out = []
+        for name, h in list(self.hosts.items()):
+            pending = h.pending  # before the copy: a frame folded meanwhile is then in both
+            items = list(h.values.items())
+            if pending is not None:
+                values = dict(items)
+                _fold(values, pending)
+                items = list(values.items())
+            out.append((name, items))
+        return out
 
     @property
     def series_count(self) -> int:
-        return sum(len(h.values) for h in list(self.hosts.values()))
+        return sum(
+            max(len(h.values), len(h.pending.series) if h.pending else 0) for h in list(self.hosts.values())
+        )
+
+
+def _replaces(batch: Batch, older: Batch) -> bool:
+    """Whether ``batch`` has a newest value for every series of ``older`` (in C: the same series
+    objects, and no gap in the last sample)."""
+    return tuple(batch.series) == tuple(older.series) and None not in map(_last, batch.values)
+
+
+def _fold(values: dict[Series, Entry], batch: Batch) -> None:
+    """Put the newest sample of each series of ``batch``, a frame at least as new as any in
+    ``values``, into ``values`` (a gap keeps the value before unless the frame has a newer one)."""
+    stamps = batch.timestamps
+    last = stamps[-1]
+    for s, column in zip(batch.series, batch.values):
+        v = column[-1]
+        if v is not None:
+            values[s] = (last, v)
+        elif (found := _last_of(stamps, column)) is not None and found[0] >= values.get(s, (-1, 0))[0]:
+            values[s] = found
 
 
 def _last_of(stamps: Sequence[int], column: Sequence[Value]) -> Entry | None:

@@ -71,6 +71,23 @@ def test_back_fill_never_replaces_a_newer_value_and_gaps_keep_the_last_one() -> 
     assert 'y{host="h"} 7 5000' in text
 
 
+def test_a_frame_is_held_until_one_does_not_replace_it_and_a_copy_never_changes_what_is_held() -> None:
+    latest = Latest()
+    s, t = Series("x"), Series("y")
+    latest.observe("h", Batch("h", 1, 1, [1000], [s, t], [[1], [2]]), 0)
+    latest.observe("h", Batch("h", 1, 2, [2000], [s, t], [[3], [4]]), 0)  # replaces the one before
+    held = latest.hosts["h"]
+    assert held.values == {}  # nothing folded yet: the newest frame is held
+    assert 'x{host="h"} 3 2000' in text_of(latest)
+    assert (held.values, held.pending is None) == ({}, False)  # the copy (in a thread) changed nothing
+    latest.observe("h", Batch("h", 1, 3, [3000], [s, t], [[5], [None]]), 0)  # a gap: 2000 goes in
+    assert held.values == {s: (2000, 3), t: (2000, 4)}
+    text = text_of(latest)
+    assert 'x{host="h"} 5 3000' in text
+    assert 'y{host="h"} 4 2000' in text
+    assert latest.series_count == 2
+
+
 def test_old_series_are_left_out() -> None:
     latest = Latest()
     latest.observe("h", Batch("h", 1, 1, [1000], [Series("old")], [[1]]), 0)
