@@ -126,7 +126,7 @@ def read_tier(
         "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ? AND t1 > ? ORDER BY t0",
         (tier.id, host, start - tier.chunk_ms, end, start),
     ):
-        for sid, buckets in decode_chunk(data, only).items():
+        for sid, buckets in decode_chunk(data, only, (start, end)).items():
             merge_into(out.setdefault(sid, {}), buckets, start, end)
     return {sid: b for sid, b in out.items() if b}
 

@@ -312,8 +312,17 @@ def _counts(count_field: bytes | memoryview) -> list[int]:
     return counts
 
 
-def _unpack(fields: Fields, t0: int, res_ms: int, first: int, last: int) -> dict[int, Agg]:
+def _unpack(
+    fields: Fields, t0: int, res_ms: int, first: int, last: int, *, span: tuple[int, int] | None = None
+) -> dict[int, Agg]:
+    """The buckets of a series' fields; with ``span`` ``(start, end)`` only those starting in it
+    (the other fields' values are not read: an hour of a day's chunk costs an hour)."""
     starts = _starts(fields[0], t0, res_ms, first, last)
+    if span is not None:
+        lo, hi = bisect_left(starts, span[0]), bisect_left(starts, span[1])
+        if (lo, hi) != (0, len(starts)):
+            starts = starts[lo:hi]
+            fields = [fields[0], *(f[w * lo : w * hi] for f, w in zip(fields[1:], _WIDTHS[1:]))]
     counts = _counts(fields[1])
     last_ts = map(add, _items(fields[2], "q"), starts)
     mn, mx, total, lst = (_items(f, "d") for f in fields[3:])
@@ -473,8 +482,11 @@ def encode_chunk(t0: int, res_ms: int, n: int, series: Mapping[int, Mapping[int,
     return _encode(t0, res_ms, n, entries)
 
 
-def decode_chunk(data: bytes, only: Collection[int] | None = None) -> dict[int, dict[int, Agg]]:
-    """Series id -> bucket start -> aggregate, only the series in ``only`` if given.
+def decode_chunk(
+    data: bytes, only: Collection[int] | None = None, span: tuple[int, int] | None = None
+) -> dict[int, dict[int, Agg]]:
+    """Series id -> bucket start -> aggregate, only the series in ``only`` and the buckets that
+    start in ``span`` (``(start, end)``) if given; a series with no bucket there maps to ``{}``.
 
     Raises ``ChunkError`` and nothing else for any bytes; each series read decompresses one blob.
     """
@@ -484,7 +496,7 @@ def decode_chunk(data: bytes, only: Collection[int] | None = None) -> dict[int, 
     try:
         for sid in sids:
             e = chunk.entry(sid)
-            out[sid] = _unpack(chunk.fields(e), chunk.t0, chunk.res_ms, e[1], e[2])
+            out[sid] = _unpack(chunk.fields(e), chunk.t0, chunk.res_ms, e[1], e[2], span=span)
     except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
         raise _corrupt(exc) from None
     return out

@@ -223,6 +223,18 @@ def test_chunk_round_trip_is_exact(chunk: tuple[int, int, int, dict[int, dict[in
         assert chunk_bits(decode_chunk(data, {sid, 12345})) == chunk_bits({sid: series_[sid]})
 
 
+@given(chunks(), st.integers(-3, 40), st.integers(0, 40))
+def test_a_span_of_a_chunk_decodes_as_the_whole_does(
+    chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], a: int, width: int
+) -> None:
+    t0, res, n, series_ = chunk
+    data = encode_chunk(t0, res, n, series_)
+    start, end = t0 + a * res + res // 2, t0 + (a + width) * res
+    whole = decode_chunk(data)
+    part = {sid: {b: agg for b, agg in buckets.items() if start <= b < end} for sid, buckets in whole.items()}
+    assert chunk_bits(decode_chunk(data, None, (start, end))) == chunk_bits(part)
+
+
 SHARED = ChunkCache.new(1 << 20)
 
 
