@@ -26,6 +26,7 @@ from .rollup import (
     MAX_DECODED,
     Agg,
     BlockRollup,
+    chunk_concat,
     chunk_replace,
     decode_chunk,
     encode_chunk,
@@ -231,12 +232,23 @@ class MergeRollupsJob:
         count = conn.execute("SELECT count(*) FROM series WHERE host = ?", (self.host,)).fetchone()[0]
         if count * (t1 - self.chunk) // self.tier.res_ms * BUCKET_BYTES > MAX_DECODED // 2:
             return 0  # a host with this many series keeps smaller rows: a chunk must stay decodable
-        series = read_tier(conn, self.tier, self.host, self.chunk, t1)
+        n = (t1 - self.chunk) // self.tier.res_ms
+        blobs = [
+            blob
+            for (blob,) in conn.execute(
+                "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ? ORDER BY t0",
+                (self.tier.id, self.host, self.chunk, end),
+            )
+        ]
+        data = chunk_concat(self.chunk, self.tier.res_ms, n, blobs)  # rows of separate windows, as a rule
+        if data is None:
+            data = encode_chunk(
+                self.chunk, self.tier.res_ms, n, read_tier(conn, self.tier, self.host, self.chunk, t1)
+            )
         conn.execute(
             "DELETE FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ?",
             (self.tier.id, self.host, self.chunk, end),
         )
-        data = encode_chunk(self.chunk, self.tier.res_ms, (t1 - self.chunk) // self.tier.res_ms, series)
         conn.execute(
             "INSERT INTO rollups (tier, host, t0, t1, data) VALUES (?, ?, ?, ?, ?)",
             (self.tier.id, self.host, self.chunk, t1, data),

@@ -502,6 +502,46 @@ def decode_chunk(
     return out
 
 
+def chunk_concat(t0: int, res_ms: int, n: int, rows: Sequence[bytes]) -> bytes | None:
+    """The chunk of buckets ``t0 + i * res_ms`` (``0 <= i < n``) that holds the buckets of ``rows``,
+    chunks of the same resolution inside it in time order, made from their series' fields without
+    making a bucket of them: the bytes ``encode_chunk`` makes of their buckets. ``None`` when a
+    bucket is in two rows or out of order (decode and merge them instead); ``ChunkError`` for
+    corrupt rows."""
+    _check_geometry(t0, res_ms, n)
+    pieces: dict[int, list[tuple[int, _Chunk, Entry]]] = {}
+    try:
+        for data in rows:
+            chunk = _Chunk(data)
+            shift, rest = divmod(chunk.t0 - t0, res_ms)
+            if chunk.res_ms != res_ms or rest or shift < 0 or shift + chunk.n > n:
+                return None
+            for sid in chunk.where:
+                pieces.setdefault(sid, []).append((shift, chunk, chunk.entry(sid)))
+        entries: dict[int, Entry] = {}
+        for sid, parts in pieces.items():
+            if len(parts) == 1 and parts[0][0] == 0:
+                entries[sid] = parts[0][2]  # its indices and fields stay as they are
+                continue
+            idx: list[int] = []
+            fields: list[list[bytes | memoryview]] = [[] for _ in range(FIELDS - 1)]
+            for shift, chunk, e in parts:
+                f = chunk.fields(e)
+                more = _index(f, e[1], e[2])
+                if shift:
+                    more = list(map(add, more, repeat(shift)))
+                if idx and more[0] <= idx[-1]:
+                    return None
+                idx += more
+                for k, field in enumerate(f[1:]):
+                    fields[k].append(field)
+            merged = [_deltas(idx, -1), *map(b"".join, fields)]
+            entries[sid] = (_compress(merged), idx[0], idx[-1], len(idx))
+    except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
+        raise _corrupt(exc) from None
+    return _encode(t0, res_ms, n, entries)
+
+
 class Columns(NamedTuple):
     """Buckets of one series in time order as parallel sequences: what a chart needs of each ``Agg``."""
 

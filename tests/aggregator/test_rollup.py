@@ -19,6 +19,7 @@ from edgewatch.aggregator.rollup import (
     ChunkCache,
     ChunkError,
     Columns,
+    chunk_concat,
     chunk_replace,
     decode_chunk,
     encode_chunk,
@@ -235,6 +236,37 @@ def test_a_span_of_a_chunk_decodes_as_the_whole_does(
     assert chunk_bits(decode_chunk(data, None, (start, end))) == chunk_bits(part)
 
 
+@given(chunks(), st.lists(st.integers(1, 60), min_size=1, max_size=6), st.booleans())
+def test_rows_concatenated_are_the_chunk_of_their_buckets(
+    chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], cuts: list[int], tail: bool
+) -> None:
+    """A merge of rows (each a span of the chunk, as compaction writes them) without decoding
+    buckets makes the bytes that encoding all their buckets at once makes."""
+    t0, res, n, series_ = chunk
+    edges = sorted({0, n, *(c * n // 61 for c in cuts)})
+    rows = []
+    for a, b in pairwise(edges):
+        part = {
+            s: {k: v for k, v in bs.items() if t0 + a * res <= k < t0 + b * res} for s, bs in series_.items()
+        }
+        if any(part.values()) or tail:  # a row may hold no bucket of a series, or none at all
+            rows.append(encode_chunk(t0 + a * res, res, b - a, part))
+    assert chunk_concat(t0, res, n, rows) == encode_chunk(t0, res, n, series_)
+
+
+def test_rows_that_share_a_bucket_or_come_out_of_order_are_not_concatenated() -> None:
+    a = {1: {T0: Agg(1, 1.0, 1.0, 1.0, 1.0, T0)}}
+    b = {1: {T0 + MINUTE: Agg(1, 2.0, 2.0, 2.0, 2.0, T0 + MINUTE)}}
+    first, second = encode_chunk(T0, MINUTE, 1, a), encode_chunk(T0 + MINUTE, MINUTE, 1, b)
+    assert chunk_concat(T0, MINUTE, 2, [first, second]) == encode_chunk(T0, MINUTE, 2, {1: {**a[1], **b[1]}})
+    assert chunk_concat(T0, MINUTE, 2, [second, first]) is None
+    assert chunk_concat(T0, MINUTE, 2, [first, first]) is None
+    assert chunk_concat(T0, MINUTE, 1, [first, second]) is None  # a row past the chunk's end
+    with pytest.raises(ChunkError):
+        chunk_concat(T0, MINUTE, 2, [first, second[:-3]])
+
+
+SHARED = ChunkCache.new(1 << 20)
 SHARED = ChunkCache.new(1 << 20)
 
 
