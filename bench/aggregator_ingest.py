@@ -343,7 +343,8 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         "cores": CORES,
         "note": f"the aggregator and the load process share the machine's {CORES} cores "
         "(other_processes_cpu_s: what else ran meanwhile); samples_per_aggregator_cpu_s is the one-core "
-        "throughput. Each host gets under 24 windows here, so no rollup rows are merged into chunks: "
+        "throughput. Rollup rows are merged into chunks 10 minutes after the last compaction into "
+        "their span, after this run's clock stops: "
         "see maintain_cpu_us_per_sample of the storage line for maintenance over a whole day",
         "budget_samples_per_core_s": BUDGET_SAMPLES_PER_CORE_S,
         "within_budget": bool(ok and samples_per_cpu is not None)
