@@ -49,6 +49,9 @@ class SeriesIds:
         self._fast: dict[tuple[int, Series], int] = {}  # (host, definition) -> id, skips labels_key
         # host -> its last frame's series and their ids: the next frame mostly has the same ones
         self._lists: dict[int, tuple[tuple[Series, ...], list[int]]] = {}
+        # a window's series ids -> their precisions and kinds (``meta``): its host's next window
+        # mostly has the same ones
+        self._metas: dict[tuple[int, ...], tuple[dict[int, int | None], dict[int, int]]] = {}
 
     def load(self, conn: sqlite3.Connection) -> None:
         for sid, host, name, labels, kind, precision in conn.execute(
@@ -60,6 +63,21 @@ class SeriesIds:
 
     def info(self, sid: int) -> SeriesInfo | None:
         return self._by_id.get(sid)
+
+    def meta(self, sids: tuple[int, ...]) -> tuple[dict[int, int | None], dict[int, int]]:
+        """The precision of each of ``sids`` (None for an unknown id) and the kind of each known
+        one. The dicts may be shared with the next call for the same ids: do not change them."""
+        held = self._metas.get(sids)
+        if held is None:
+            infos = [(sid, self._by_id.get(sid)) for sid in sids]
+            held = (
+                {sid: info.precision if info else None for sid, info in infos},
+                {sid: info.kind for sid, info in infos if info},
+            )
+            if len(self._metas) >= MAX_LISTS:
+                self._metas.clear()
+            self._metas[sids] = held
+        return held
 
     def resolve(
         self, conn: sqlite3.Connection, host: int, series: Sequence[Series], undo: list[Undo]
@@ -111,12 +129,10 @@ class SeriesIds:
         self._ids[key] = info
         self._by_id[info.id] = info
         if old is not None:
-            self._fast.clear()
-            self._lists.clear()
+            self._forget_fast()
 
         def back() -> None:
-            self._fast.clear()
-            self._lists.clear()
+            self._forget_fast()
             if old is None:
                 self._ids.pop(key, None)
                 self._by_id.pop(info.id, None)
@@ -125,6 +141,11 @@ class SeriesIds:
                 self._by_id[old.id] = old
 
         undo.append(back)
+
+    def _forget_fast(self) -> None:
+        self._fast.clear()
+        self._lists.clear()
+        self._metas.clear()
 
 
 class Acked:

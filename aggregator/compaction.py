@@ -185,9 +185,7 @@ class CompactJob:
         if old is not None:
             block = merge_blocks(decode_block(old[0]), block)
         times, cols = block
-        infos = {sid: self.series.info(sid) for sid in cols}
-        precisions = {sid: info.precision if info else None for sid, info in infos.items()}
-        kinds = {sid: info.kind for sid, info in infos.items() if info}
+        precisions, kinds = self.series.meta(tuple(cols))
         self.samples = sum(len(col) - col.count(None) for col in cols.values())
         conn.execute(
             "INSERT OR REPLACE INTO raw_blocks (host, t0, samples, data) VALUES (?, ?, ?, ?)",

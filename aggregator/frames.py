@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import methodcaller
 
 import msgpack
@@ -103,11 +104,11 @@ class FrameJob:
                 cols: list[Sequence[Value]] = list(b.values)
             else:
                 cols = [[col[i] for i in idx] for col in b.values]
-            gaps = list(map(_count_none, cols))  # in C: most frames hold one sample and no gap
-            if not any(gaps):
+            if None not in chain.from_iterable(cols):  # in C: most frames hold one sample and no gap
                 stored += len(idx) * len(cols)
                 data = encode_recent(ts, sids, cols)
             else:
+                gaps = list(map(_count_none, cols))
                 keep = [k for k, g in enumerate(gaps) if g < len(idx)]
                 if not keep:
                     continue

@@ -82,3 +82,19 @@ def test_the_same_series_again_answer_the_held_list_until_a_rollback(conn: sqlit
     again, _ = _resolve(ids, conn, 1, (CPU, NET, disk))
     assert again[:2] == first
     assert conn.execute("SELECT count(*) FROM series WHERE id = ?", (again[2],)).fetchone() == (1,)
+
+
+def test_a_windows_precisions_and_kinds_are_kept_until_a_series_changes_or_rolls_back(
+    conn: sqlite3.Connection,
+) -> None:
+    ids = SeriesIds()
+    (cpu, net), _ = _resolve(ids, conn, 1, [CPU, NET])
+    precisions, kinds = ids.meta((cpu, net, 999))
+    assert (precisions, kinds) == ({cpu: 1, net: None, 999: None}, {cpu: Kind.GAUGE, net: Kind.COUNTER})
+    assert ids.meta((cpu, net, 999))[0] is precisions  # the next window of the host: no lookups
+    _resolve(ids, conn, 2, [CPU])  # a new series elsewhere changes nothing here
+    assert ids.meta((cpu, net, 999))[0] is precisions
+    _resolve(ids, conn, 1, [Series(CPU.name, CPU.labels, Kind.GAUGE, 2), NET])  # a new precision
+    assert ids.meta((cpu, net, 999))[0] == {cpu: 2, net: None, 999: None}
+    _rolled_back(ids, conn, 1, [Series(CPU.name, CPU.labels, Kind.GAUGE, 3), NET])
+    assert ids.meta((cpu, net, 999))[0] == {cpu: 2, net: None, 999: None}  # the rollback's 3 is gone
