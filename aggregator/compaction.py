@@ -20,19 +20,9 @@ from edgewatch.protocol import Kind
 
 from .blockcodec import decode_block, encode_block, merge_blocks
 from .catalog import SeriesIds
+from .chunks import BUCKET_BYTES, MAX_DECODED, chunk_concat, chunk_replace, decode_chunk, encode_chunk
 from .frames import Decoded, Value, decode_recent
-from .rollup import (
-    BUCKET_BYTES,
-    MAX_DECODED,
-    Agg,
-    BlockRollup,
-    chunk_concat,
-    chunk_replace,
-    decode_chunk,
-    encode_chunk,
-    merge,
-    rebucket,
-)
+from .rollup import Agg, BlockRollup, merge, rebucket
 from .schema import BLOCK_MS, HOUR_MS, TIERS, Tier
 
 T1M, T5M, T1H = TIERS[1], TIERS[2], TIERS[3]

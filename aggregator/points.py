@@ -15,7 +15,8 @@ from itertools import chain, islice, pairwise, repeat
 from math import isfinite, nan
 from operator import mod, sub
 
-from .rollup import Agg, Columns
+from .chunks import Columns
+from .rollup import Agg
 
 Point = tuple[int, float | None, float | None, float | None, int]
 """``(bucket start, min, avg, max, count)``; a figure that is not finite is None."""

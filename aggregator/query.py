@@ -25,11 +25,12 @@ from typing import Any
 from edgewatch.protocol import Kind
 
 from .blockcodec import decode_block
+from .chunks import ChunkCache, Columns, ReadAt, read_columns
 from .compaction import fold_recent
 from .frames import Decoded, Value, decode_recent, decode_recent_shared
 from .memo import DEFAULT_BUDGET, Memo
 from .points import Point, agg_point, clip, combine, of_aggs, points
-from .rollup import Agg, ChunkCache, Columns, ReadAt, rates, read_columns, rollup
+from .rollup import Agg, rates, rollup
 from .schema import BLOCK_MS, RAW, TIERS, Tier
 
 NATIVE_MS = 10_000  # the agents' default interval: raw data is this fine

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgewatch.aggregator.chunks import Columns
 from edgewatch.aggregator.compaction import merge_into
 from edgewatch.aggregator.points import Point, agg_point, clip, combine, of_aggs, points
-from edgewatch.aggregator.rollup import Agg, Columns, rebucket
+from edgewatch.aggregator.rollup import Agg, rebucket
 
 MINUTE = 60_000
 T0 = 1_764_000_000_000

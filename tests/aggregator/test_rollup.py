@@ -13,9 +13,9 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgewatch.aggregator import chunks as C
 from edgewatch.aggregator import rollup as R
-from edgewatch.aggregator.rollup import (
-    Agg,
+from edgewatch.aggregator.chunks import (
     ChunkCache,
     ChunkError,
     Columns,
@@ -23,13 +23,9 @@ from edgewatch.aggregator.rollup import (
     chunk_replace,
     decode_chunk,
     encode_chunk,
-    merge,
-    merge_maps,
-    rates,
     read_columns,
-    rebucket,
-    rollup,
 )
+from edgewatch.aggregator.rollup import Agg, merge, merge_maps, rates, rebucket, rollup
 from edgewatch.protocol import Value
 
 MINUTE, FIVE, HOUR = 60_000, 300_000, 3_600_000
@@ -270,7 +266,7 @@ SHARED = ChunkCache.new(1 << 20)
 SHARED = ChunkCache.new(1 << 20)
 
 
-def reader(data: bytes, reads: list[tuple[int, int]] | None = None) -> R.ReadAt:
+def reader(data: bytes, reads: list[tuple[int, int]] | None = None) -> C.ReadAt:
     """``read_columns``' view of ``data`` (each read is noted in ``reads``)."""
 
     def read(offset: int, length: int) -> bytes:
@@ -416,7 +412,7 @@ def reads_as_it_decodes(data: bytes) -> None:
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_chunk_error_only(data: bytes) -> None:
     decodes_or_refuses(data)
-    decodes_or_refuses(bytes((R.FORMAT,)) + data)
+    decodes_or_refuses(bytes((C.FORMAT,)) + data)
 
 
 @given(chunks(), st.data())
@@ -466,10 +462,10 @@ def test_a_one_series_read_decompresses_only_that_series() -> None:
 def test_caps(monkeypatch: pytest.MonkeyPatch) -> None:
     a = {T0 + i * MINUTE: Agg(1, 1.0, 1.0, 1.0, 1.0, T0) for i in range(10)}
     data = encode_chunk(T0, MINUTE, 360, {1: a, 2: a})
-    monkeypatch.setattr(R, "MAX_DECODED", 15 * R.BUCKET_BYTES)
+    monkeypatch.setattr(C, "MAX_DECODED", 15 * C.BUCKET_BYTES)
     with pytest.raises(ChunkError, match="size"):
         decode_chunk(data)
     with pytest.raises(ValueError, match="smaller chunks"):
         encode_chunk(T0, MINUTE, 360, {1: a, 2: a})
     with pytest.raises(ValueError, match="out of range"):
-        encode_chunk(T0, MINUTE, R.MAX_BUCKETS + 1, {})
+        encode_chunk(T0, MINUTE, C.MAX_BUCKETS + 1, {})

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgewatch.aggregator.blockcodec import decode_block
+from edgewatch.aggregator.chunks import decode_chunk
 from edgewatch.aggregator.db import DB_NAME
-from edgewatch.aggregator.rollup import decode_chunk
 from edgewatch.aggregator.schema import BLOCK_MS, TIERS
 from edgewatch.aggregator.simhost import SimHost
 from edgewatch.protocol import Kind
