@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 import threading
 from array import array
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -40,6 +39,9 @@ from edgewatch.protocol.limits import MAX_PRECISION
 from edgewatch.protocol.varint import put as put_varint
 from edgewatch.protocol.varint import read as read_varint
 
+from .lebytes import le_array
+from .lebytes import le_bytes as _le
+
 Block = tuple[list[int], dict[int, list[Value]]]
 """``(timestamps, {series id: values})``, as ``decode_block`` returns it."""
 
@@ -54,7 +56,6 @@ _HALF = 1 << 63
 _U64 = 1 << 64
 _MAX_WINDOW = 1 << 23
 _HEAD = struct.Struct("<II")
-_LITTLE = sys.byteorder == "little"
 _local = threading.local()  # zstd contexts are not safe to share between threads
 
 
@@ -65,18 +66,9 @@ class BlockError(ValueError):
 # --- byte planes ------------------------------------------------------------------------------
 
 
-def _le(a: array[int]) -> bytes:
-    if not _LITTLE:
-        a.byteswap()
-    return a.tobytes()
-
-
 def _items(raw: bytes | bytearray, code: str) -> list[int]:
-    a = array(code)
-    a.frombytes(raw)
-    if not _LITTLE:
-        a.byteswap()
-    return a.tolist()
+    items: list[int] = le_array(raw, code).tolist()
+    return items
 
 
 def _planes(values: list[int]) -> bytes:

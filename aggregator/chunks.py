@@ -14,7 +14,6 @@ needs no bucket index of it); merging rows of separate spans joins their fields 
 from __future__ import annotations
 
 import struct
-import sys
 import threading
 from array import array
 from bisect import bisect_left
@@ -26,6 +25,8 @@ from typing import Any, NamedTuple
 
 import zstandard
 
+from .lebytes import le_array as _array
+from .lebytes import le_bytes as _le
 from .memo import Memo
 from .rollup import Agg
 
@@ -37,7 +38,6 @@ LEVEL = 3
 _HALF = 1 << 63
 _MAX_WINDOW = 1 << 23
 _HEAD = struct.Struct("<BqqII")
-_LITTLE = sys.byteorder == "little"
 _local = threading.local()  # zstd contexts are not safe to share between threads
 
 
@@ -52,20 +52,6 @@ _CODES = ("I", "I", "q", "d", "d", "d", "d")  # index delta, count, last_ts offs
 _WIDTHS = tuple(array(code).itemsize for code in _CODES)
 FIELDS = len(_CODES)
 BUCKET_BYTES = sum(_WIDTHS)  # decompressed
-
-
-def _le(a: array[int] | array[float]) -> bytes:
-    if not _LITTLE:
-        a.byteswap()
-    return a.tobytes()
-
-
-def _array(raw: bytes | memoryview, code: str) -> array[Any]:
-    a = array(code)
-    a.frombytes(raw)
-    if not _LITTLE:
-        a.byteswap()
-    return a
 
 
 def _items(raw: bytes | memoryview, code: str) -> list[Any]:

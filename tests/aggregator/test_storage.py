@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Any
 
 from edgewatch.aggregator.store import QUIET_MS
 
@@ -15,6 +16,16 @@ HOUR = 3_600_000
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+async def _load1(h: Any, token: str, start: int, end: int, tier: str) -> dict[str, Any]:
+    """web-1's node_load1 from ``start`` to ``end`` as ``tier`` answers it (asserting a 200)."""
+    status, body = await h.get(
+        "/api/v1/query", token, host="web-1", name="node_load1", start=start, end=end, tier=tier
+    )
+    assert status == 200, body
+    result: dict[str, Any] = body
+    return result
 
 
 def _load(points: list[list[float]]) -> tuple[int, float]:
@@ -50,16 +61,7 @@ def test_outage_back_fill_lands_in_every_tier_exactly_once(tmp_path: Path) -> No
             raw_sum = sum(round(0.5 + ((t - T0) // 10_000 % 7) / 10, 2) for t in times)
             answers = {}
             for tier in ("raw", "1m", "5m", "1h"):
-                status, body = await h.get(
-                    "/api/v1/query",
-                    token,
-                    host="web-1",
-                    name="node_load1",
-                    start=T0,
-                    end=T0 + HOUR,
-                    tier=tier,
-                )
-                assert status == 200, body
+                body = await _load1(h, token, T0, T0 + HOUR, tier)
                 assert body["tier"] == tier
                 count, total = _load(body["series"][0]["points"])
                 assert count == 360, tier
@@ -71,6 +73,7 @@ def test_outage_back_fill_lands_in_every_tier_exactly_once(tmp_path: Path) -> No
             status, body = await h.get(
                 "/api/v1/query", token, host="web-1", name=SERIES[2].name, start=T0, end=T0 + HOUR, tier="5m"
             )
+            assert status == 200, body
             pts = body["series"][0]["points"]
             assert all(math.isclose(p[2], 100.0) for p in pts)
 
@@ -226,17 +229,7 @@ def test_a_complete_chunk_span_is_merged_once_no_compaction_writes_into_it(tmp_p
                 return int(h.sql("SELECT count(*) FROM rollups WHERE tier = 1 AND t0 >= ?", span)[0][0])
 
             async def answer() -> object:
-                status, body = await h.get(
-                    "/api/v1/query",
-                    token,
-                    host="web-1",
-                    name="node_load1",
-                    start=span,
-                    end=span + HOUR,
-                    tier="1m",
-                )
-                assert status == 200, body
-                return body["series"]
+                return (await _load1(h, token, span, span + HOUR, "1m"))["series"]
 
             for k in range(3):  # three windows of a back-log, one pass each, as the spool drains
                 ts = [span + k * 600_000 + i * 10_000 for i in range(60)]
