@@ -18,9 +18,10 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping, Sequence
-from functools import partial
-from itertools import accumulate, pairwise, repeat
-from operator import add, floordiv, mul, sub
+from functools import partial, reduce
+from itertools import accumulate, chain, islice, pairwise, repeat
+from math import isfinite
+from operator import add, floordiv, lt, mul, sub
 from typing import Any, NamedTuple
 
 import zstandard
@@ -300,6 +301,55 @@ def decode_chunk(
             out[sid] = _unpack(chunk.fields(e), chunk.t0, chunk.res_ms, e[1], e[2], span=span)
     except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
         raise _corrupt(exc) from None
+    return out
+
+
+def span_totals(rows: Sequence[bytes], start: int, end: int) -> dict[int, Agg] | None:
+    """Per series, the one ``Agg`` of all its buckets that start in ``[start, end)`` of ``rows``
+    (chunks in time order): what merging those buckets in time order makes (``rollup.rebucket`` to
+    one bucket), to the bit, computed from the fields without making a bucket of them. ``None``
+    when rows overlap or come out of order (a bucket in two rows is merged before the others), a
+    series' ``last_ts`` do not increase or a min or max is not finite: merge the buckets instead.
+    ``ChunkError`` for corrupt rows."""
+    parts: dict[int, list[Fields]] = {}
+    after: dict[int, int] = {}  # per series, the start of its last bucket so far
+    try:
+        for data in rows:
+            chunk = _Chunk(data)
+            t0, res_ms = chunk.t0, chunk.res_ms
+            for sid in chunk.where:
+                e = chunk.entry(sid)
+                first, last = t0 + e[1] * res_ms, t0 + e[2] * res_ms
+                if last < start or first >= end:
+                    continue
+                f = chunk.fields(e)
+                starts = _starts(f[0], t0, res_ms, e[1], e[2])
+                lo, hi = bisect_left(starts, start), bisect_left(starts, end)
+                if lo == hi:
+                    continue
+                if starts[lo] <= after.get(sid, starts[lo] - 1):
+                    return None
+                after[sid] = starts[hi - 1]
+                offsets = array("q", map(add, _array(f[2][8 * lo : 8 * hi], "q"), starts[lo:hi]))
+                parts.setdefault(sid, []).append(
+                    [_le(offsets), *(fld[w * lo : w * hi] for fld, w in zip(f[1:], _WIDTHS[1:]))]
+                )
+        return _totals(parts)
+    except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
+        raise _corrupt(exc) from None
+
+
+def _totals(parts: Mapping[int, list[Fields]]) -> dict[int, Agg] | None:
+    """``span_totals`` of each series' pieces: ``[last_ts, count, offset, min, max, sum, last]`` fields."""
+    out = {}
+    for sid, pieces in parts.items():
+        f = pieces[0] if len(pieces) == 1 else list(map(b"".join, zip(*pieces)))
+        last_ts = _items(f[0], "q")
+        counts = _counts(f[1])
+        mins, maxs, sums, lasts = (_array(x, "d") for x in f[3:])
+        if not (all(map(lt, last_ts, islice(last_ts, 1, None))) and all(map(isfinite, chain(mins, maxs)))):
+            return None
+        out[sid] = Agg(sum(counts), min(mins), max(maxs), reduce(add, sums), lasts[-1], last_ts[-1])
     return out
 
 

@@ -20,7 +20,15 @@ from edgewatch.protocol import Kind
 
 from .blockcodec import decode_block, encode_block, merge_blocks
 from .catalog import SeriesIds
-from .chunks import BUCKET_BYTES, MAX_DECODED, chunk_concat, chunk_replace, decode_chunk, encode_chunk
+from .chunks import (
+    BUCKET_BYTES,
+    MAX_DECODED,
+    chunk_concat,
+    chunk_replace,
+    decode_chunk,
+    encode_chunk,
+    span_totals,
+)
 from .frames import Decoded, Value, decode_recent
 from .rollup import Agg, BlockRollup, merge, rebucket
 from .schema import BLOCK_MS, HOUR_MS, TIERS, Tier
@@ -109,17 +117,41 @@ def window_rollups(block: Block, kinds: Mapping[int, int]) -> Buckets:
     return out
 
 
+def _tier_rows(conn: sqlite3.Connection, tier: Tier, host: int, start: int, end: int) -> list[bytes]:
+    """The rows of ``tier`` that may hold buckets of ``host`` in ``[start, end)``, in time order."""
+    return [
+        data
+        for (data,) in conn.execute(
+            "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ? AND t1 > ?"
+            " ORDER BY t0",
+            (tier.id, host, start - tier.chunk_ms, end, start),
+        )
+    ]
+
+
 def read_tier(
     conn: sqlite3.Connection, tier: Tier, host: int, start: int, end: int, *, only: set[int] | None = None
 ) -> Buckets:
+    return _merged(_tier_rows(conn, tier, host, start, end), start, end, only)
+
+
+def _merged(rows: Iterable[bytes], start: int, end: int, only: set[int] | None = None) -> Buckets:
     out: Buckets = {}
-    for (data,) in conn.execute(
-        "SELECT data FROM rollups WHERE tier = ? AND host = ? AND t0 >= ? AND t0 < ? AND t1 > ? ORDER BY t0",
-        (tier.id, host, start - tier.chunk_ms, end, start),
-    ):
+    for data in rows:
         for sid, buckets in decode_chunk(data, only, (start, end)).items():
             merge_into(out.setdefault(sid, {}), buckets, start, end)
     return {sid: b for sid, b in out.items() if b}
+
+
+def hour_rollup(conn: sqlite3.Connection, host: int, hour: int) -> Buckets:
+    """The 1 h bucket of every series of ``host`` in the hour from ``hour``: its 5 m buckets merged
+    (``span_totals`` from their fields, or bucket by bucket when it cannot)."""
+    end = hour + HOUR_MS
+    rows = _tier_rows(conn, T5M, host, hour, end)
+    totals = span_totals(rows, hour, end)
+    if totals is not None:
+        return {sid: {hour: agg} for sid, agg in totals.items()}
+    return {s: rebucket(b, HOUR_MS) for s, b in _merged(rows, hour, end).items()}
 
 
 def merge_into(target: dict[int, Agg], buckets: Mapping[int, Agg], start: int, end: int) -> None:
@@ -187,9 +219,7 @@ class CompactJob:
         m5w = {s: rebucket(b, T5M.res_ms) for s, b in m1.items()}
         store_tier(conn, T5M, self.host, self.win, end, series=m5w)
         hour = self.win - self.win % HOUR_MS
-        m5 = read_tier(conn, T5M, self.host, hour, hour + HOUR_MS)
-        m1h = {s: rebucket(b, HOUR_MS) for s, b in m5.items()}
-        store_tier(conn, T1H, self.host, hour, hour + HOUR_MS, series=m1h)
+        store_tier(conn, T1H, self.host, hour, hour + HOUR_MS, series=hour_rollup(conn, self.host, hour))
         conn.executemany("DELETE FROM recent WHERE id = ?", [(rid,) for rid, _ in rows])
         return len(rows)
 

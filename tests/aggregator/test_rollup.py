@@ -194,7 +194,9 @@ def chunk_bits(chunk: dict[int, dict[int, Agg]]) -> dict[int, dict[int, tuple[in
 
 
 @st.composite
-def chunks(draw: st.DrawFn) -> tuple[int, int, int, dict[int, dict[int, Agg]]]:
+def chunks(draw: st.DrawFn, tidy: bool = False) -> tuple[int, int, int, dict[int, dict[int, Agg]]]:
+    """Buckets of a few series in a chunk; ``tidy``: as compaction makes them (finite values, each
+    ``last_ts`` in its bucket), otherwise any that a chunk can hold."""
     res = draw(st.sampled_from([1, 1000, MINUTE, FIVE, HOUR]))
     n = draw(st.integers(1, 400))
     t0 = draw(st.integers(-(10**15), 10**15))
@@ -204,8 +206,10 @@ def chunks(draw: st.DrawFn) -> tuple[int, int, int, dict[int, dict[int, Agg]]]:
         buckets = {}
         for i in idx:
             start = t0 + i * res
-            lts = start + draw(st.integers(0, res - 1) | st.integers(-(1 << 40), 1 << 40))
-            fields = draw(st.tuples(ANY_FLOAT, ANY_FLOAT, ANY_FLOAT, ANY_FLOAT))
+            offset = st.integers(0, res - 1)
+            lts = start + draw(offset if tidy else offset | st.integers(-(1 << 40), 1 << 40))
+            value = st.floats(allow_nan=False, allow_infinity=False) if tidy else ANY_FLOAT
+            fields = draw(st.tuples(value, value, value, value))
             buckets[start] = Agg(draw(st.integers(1, (1 << 32) - 1)), *fields, lts)
         out[sid] = buckets
     return t0, res, n, out
@@ -232,6 +236,22 @@ def test_a_span_of_a_chunk_decodes_as_the_whole_does(
     assert chunk_bits(decode_chunk(data, None, (start, end))) == chunk_bits(part)
 
 
+def rows_of(
+    t0: int, res: int, n: int, series_: dict[int, dict[int, Agg]], cuts: list[int], *, empty: bool = False
+) -> list[bytes]:
+    """The chunk's buckets as rows of consecutive spans (cut at ``cuts``/61 of it), as compaction
+    writes them; a span with no bucket makes a row only if ``empty``."""
+    edges = sorted({0, n, *(c * n // 61 for c in cuts)})
+    rows = []
+    for a, b in pairwise(edges):
+        part = {
+            s: {k: v for k, v in bs.items() if t0 + a * res <= k < t0 + b * res} for s, bs in series_.items()
+        }
+        if any(part.values()) or empty:
+            rows.append(encode_chunk(t0 + a * res, res, b - a, part))
+    return rows
+
+
 @given(chunks(), st.lists(st.integers(1, 60), min_size=1, max_size=6), st.booleans())
 def test_rows_concatenated_are_the_chunk_of_their_buckets(
     chunk: tuple[int, int, int, dict[int, dict[int, Agg]]], cuts: list[int], tail: bool
@@ -239,15 +259,56 @@ def test_rows_concatenated_are_the_chunk_of_their_buckets(
     """A merge of rows (each a span of the chunk, as compaction writes them) without decoding
     buckets makes the bytes that encoding all their buckets at once makes."""
     t0, res, n, series_ = chunk
-    edges = sorted({0, n, *(c * n // 61 for c in cuts)})
-    rows = []
-    for a, b in pairwise(edges):
-        part = {
-            s: {k: v for k, v in bs.items() if t0 + a * res <= k < t0 + b * res} for s, bs in series_.items()
-        }
-        if any(part.values()) or tail:  # a row may hold no bucket of a series, or none at all
-            rows.append(encode_chunk(t0 + a * res, res, b - a, part))
+    rows = rows_of(t0, res, n, series_, cuts, empty=tail)  # a row may hold no bucket of a series, or none
     assert chunk_concat(t0, res, n, rows) == encode_chunk(t0, res, n, series_)
+
+
+@given(
+    st.booleans().flatmap(lambda tidy: st.tuples(st.just(tidy), chunks(tidy))),
+    st.lists(st.integers(1, 60), max_size=6),
+    st.integers(-3, 400),
+    st.integers(0, 400),
+)
+def test_a_span_totalled_from_fields_is_its_buckets_merged_in_time_order(
+    drawn: tuple[bool, tuple[int, int, int, dict[int, dict[int, Agg]]]], cuts: list[int], a: int, width: int
+) -> None:
+    """``span_totals`` (the 1 h bucket from the 5 m rows) is what merging the buckets in time order
+    makes, to the bit; it declines (None) only for buckets that compaction never writes."""
+    tidy, (t0, res, n, series_) = drawn
+    rows = rows_of(t0, res, n, series_, cuts)
+    start, end = t0 + a * res, t0 + (a + width) * res
+    totals = C.span_totals(rows, start, end)
+    if tidy:
+        assert totals is not None
+    if totals is not None:
+        expected = {
+            sid: reduce(merge, [bs[k] for k in sorted(bs) if start <= k < end])
+            for sid, bs in series_.items()
+            if any(start <= k < end for k in bs)
+        }
+        assert {sid: agg_bits(x) for sid, x in totals.items()} == {
+            sid: agg_bits(x) for sid, x in expected.items()
+        }
+
+
+def test_a_span_in_two_rows_or_out_of_order_is_not_totalled_from_fields() -> None:
+    a = {1: {T0: Agg(1, 1.0, 1.0, 1.0, 1.0, T0)}}
+    b = {1: {T0 + MINUTE: Agg(2, 2.0, 3.0, 5.0, 3.0, T0 + MINUTE + 5)}}
+    first, second = encode_chunk(T0, MINUTE, 1, a), encode_chunk(T0 + MINUTE, MINUTE, 1, b)
+    assert C.span_totals([first, second], T0, T0 + HOUR) == {1: Agg(3, 1.0, 3.0, 6.0, 3.0, T0 + MINUTE + 5)}
+    assert C.span_totals([second], T0, T0 + MINUTE) == {}
+    assert C.span_totals([second, first], T0, T0 + HOUR) is None
+    assert C.span_totals([first, first], T0, T0 + HOUR) is None
+    # the same bucket in two rows, each later than the one before: merged first, the sums add
+    # differently (1e16 + (1 + 1), not (1e16 + 1) + 1), so the fields are not totalled
+    one = Agg(1, 1.0, 1.0, 1.0, 1.0, T0 + MINUTE + 5)
+    big = encode_chunk(T0, MINUTE, 2, {1: {T0: Agg(1, 0.0, 0.0, 1e16, 0.0, T0), T0 + MINUTE: one}})
+    again = Agg(1, 1.0, 1.0, 1.0, 1.0, T0 + MINUTE + 9)
+    late = encode_chunk(T0 + MINUTE, MINUTE, 1, {1: {T0 + MINUTE: again}})
+    assert (1e16 + 1.0) + 1.0 != 1e16 + (1.0 + 1.0)
+    assert C.span_totals([big, late], T0, T0 + HOUR) is None
+    with pytest.raises(ChunkError):
+        C.span_totals([first, second[:-3]], T0, T0 + HOUR)
 
 
 def test_rows_that_share_a_bucket_or_come_out_of_order_are_not_concatenated() -> None:

@@ -7,6 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edgewatch.aggregator.chunks import encode_chunk
+from edgewatch.aggregator.compaction import hour_rollup, read_tier
+from edgewatch.aggregator.db import open_writer
+from edgewatch.aggregator.rollup import Agg, rebucket
+from edgewatch.aggregator.schema import HOUR_MS, TIERS
 from edgewatch.aggregator.store import QUIET_MS
 
 from .conftest import SERIES, T0, batch, harness
@@ -245,3 +250,32 @@ def test_a_complete_chunk_span_is_merged_once_no_compaction_writes_into_it(tmp_p
             assert await answer() == before
 
     run(scenario())
+
+
+def test_an_hour_of_5m_rows_that_overlap_is_merged_bucket_by_bucket(tmp_path: Path) -> None:
+    """The 1 h bucket is its 5 m buckets merged in time order, a bucket held by two rows merged
+    first: from their fields (``span_totals``) when the rows follow each other, and bucket by bucket
+    (``read_tier``) when they overlap, as here."""
+    five, hour = TIERS[2], T0 - T0 % HOUR_MS
+    a = {
+        7: {
+            hour: Agg(1, 0.0, 0.0, 1e16, 0.0, hour),
+            hour + 300_000: Agg(1, 1.0, 1.0, 1.0, 1.0, hour + 300_005),
+        }
+    }
+    b = {7: {hour + 300_000: Agg(2, -1.0, 2.0, 1.0, 2.0, hour + 300_009)}}
+    conn = open_writer(tmp_path / "x.db", "normal")
+    try:
+        rows = [
+            (hour, encode_chunk(hour, five.res_ms, 2, a)),
+            (hour + 300_000, encode_chunk(hour + 300_000, five.res_ms, 1, b)),
+        ]
+        conn.executemany(
+            "INSERT INTO rollups (tier, host, t0, t1, data) VALUES (?, 1, ?, ?, ?)",
+            [(five.id, t0, t0 + five.res_ms * 2, data) for t0, data in rows],
+        )
+        got = hour_rollup(conn, 1, hour)
+        expected = rebucket(read_tier(conn, five, 1, hour, hour + HOUR_MS)[7], HOUR_MS)
+    finally:
+        conn.close()
+    assert got == {7: expected} == {7: {hour: Agg(4, -1.0, 2.0, 1e16 + 2.0, 2.0, hour + 300_009)}}
