@@ -461,6 +461,11 @@ def roles(
     result.check(not allowed, f"endpoints refused the role they document: {allowed}")
 
 
+def _wrong(token: str) -> str:
+    """``token`` with its first character changed (to "x", or to "y" when it is an "x" already)."""
+    return ("y" if token[:1] == "x" else "x") + token[1:]
+
+
 def csrf(result: Result, agg: AggregatorProcess, endpoints: list[Endpoint], admin_session: Session) -> None:
     s = admin_session
     passed: dict[str, list[int]] = {}
@@ -476,7 +481,7 @@ def csrf(result: Result, agg: AggregatorProcess, endpoints: list[Endpoint], admi
         checked += 1
         codes = [
             call(agg.url, e.method, e.url, {}, headers=s.headers()).status,
-            call(agg.url, e.method, e.url, {}, headers=s.headers("x" + s.csrf[1:])).status,
+            call(agg.url, e.method, e.url, {}, headers=s.headers(_wrong(s.csrf))).status,
             call(agg.url, e.method, e.url, {}, headers=s.headers(s.csrf, FOREIGN)).status,
         ]
         if codes != [403, 403, 403]:
