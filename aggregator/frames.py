@@ -74,6 +74,7 @@ class FrameResult:
     duplicate: bool
     samples: int = 0
     dropped_old: int = 0
+    windows: list[int] = field(default_factory=list)  # the windows it wrote ``recent`` rows into
 
 
 @dataclass
@@ -132,7 +133,7 @@ class FrameJob:
             params.append(json.dumps(dict(b.host), default=str, sort_keys=True))
         conn.execute(f"UPDATE hosts SET {', '.join(sets)} WHERE id = ?", (*params, self.host))  # noqa: S608
         self.acked.add(conn, self.host, boot, seq, self.undo)
-        return FrameResult(duplicate=False, samples=stored, dropped_old=dropped)
+        return FrameResult(duplicate=False, samples=stored, dropped_old=dropped, windows=[r[1] for r in rows])
 
     def committed(self) -> None:
         self.undo.clear()

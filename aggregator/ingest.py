@@ -287,6 +287,7 @@ async def _store(
         ing.frames.inc()
         ing.bytes.inc(len(body))
         ing.samples.inc(result.samples)
+        ing.store.arrived(host.id, result.windows, now)
         if result.dropped_old:
             ing.dropped.inc(result.dropped_old)
         ing.state(host.name).update(batch, now)

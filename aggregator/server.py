@@ -65,8 +65,9 @@ async def _maintenance(app: web.Application, config: AggregatorConfig, wall: Cal
         if report.compacted_windows or report.deleted:
             trim_malloc()  # the pass allocated and freed a lot at once: give the pages back
             log.info(
-                "maintenance windows=%d rows=%d merged=%d deleted=%d vacuumed=%d",
+                "maintenance windows=%d settling=%d rows=%d merged=%d deleted=%d vacuumed=%d",
                 report.compacted_windows,
+                report.settling_windows,
                 report.compacted_rows,
                 report.merged_rows,
                 report.deleted,

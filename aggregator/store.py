@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -38,6 +38,11 @@ GRACE_MS = 30_000  # a window is compacted this long after it ends, when late fr
 # a complete chunk span's rows are merged once no compaction has written into it for this long, so a
 # back-fill of many windows (an agent's spool after an outage) rewrites each span once, not each pass
 QUIET_MS = BLOCK_MS
+# a closed window is compacted once no frame has come into it for SETTLE_MS, so a back-fill in
+# progress (frames of old windows arriving in a burst) is compacted once, when it is done; a window
+# that frames keep coming into is compacted SETTLE_LIMIT_MS after the first of them all the same
+SETTLE_MS = 2_000
+SETTLE_LIMIT_MS = 60_000
 
 
 @dataclass
@@ -60,6 +65,7 @@ class CallJob(Generic[T]):
 class MaintenanceReport:
     compacted_windows: int = 0
     compacted_rows: int = 0
+    settling_windows: int = 0  # closed windows left for a later pass: frames came into them lately
     merged_rows: int = 0
     deleted: int = 0
     vacuumed_pages: int = 0
@@ -90,6 +96,8 @@ class Store:
         self.last_report = MaintenanceReport()
         # chunk span -> when a compaction last wrote into it: complete spans merge once quiet
         self._touched: dict[Span, int] = {}
+        # (host, window) -> when the first and the last frame came into it since its compaction
+        self._arrivals: dict[tuple[int, int], tuple[int, int]] = {}
 
     def close(self) -> None:
         if self._closed:
@@ -116,11 +124,21 @@ class Store:
             ).fetchall()
         )
         for host, win in windows:
+            arrived = self._arrivals.get((host, win))
+            if (
+                arrived is not None
+                and now_ms - arrived[1] < SETTLE_MS
+                and now_ms - arrived[0] < SETTLE_LIMIT_MS
+            ):
+                report.settling_windows += 1
+                continue
+            self._arrivals.pop((host, win), None)  # before: a frame that comes meanwhile is noted again
             rows = await self._submit_wait(CompactJob(host, win, self.series), report)
             report.compacted_windows += rows is not None
             report.compacted_rows += rows or 0
             self._touched.update(dict.fromkeys(spans_of(host, win), now_ms))
         self._touched = {span: t for span, t in self._touched.items() if 0 <= now_ms - t < QUIET_MS}
+        self._arrivals = {k: t for k, t in self._arrivals.items() if 0 <= now_ms - t[1] < SETTLE_LIMIT_MS}
         busy = set(self._touched)
         candidates = await self.readers.run(lambda conn: merge_candidates(conn, now_ms, busy))
         for tier, host, chunk in candidates:
@@ -130,6 +148,12 @@ class Store:
             report.vacuumed_pages = await self._submit_wait(CallJob(vacuum_some), report) or 0
         self.last_report = report
         return report
+
+    def arrived(self, host: int, windows: Iterable[int], now_ms: int) -> None:
+        """Note that a frame of ``host`` came into ``windows`` (``FrameResult.windows``) at ``now_ms``."""
+        for win in windows:
+            first = self._arrivals.get((host, win), (now_ms, now_ms))[0]
+            self._arrivals[(host, win)] = (first, now_ms)
 
     async def _submit_wait(self, job: Any, report: MaintenanceReport) -> Any:
         """Run a maintenance job, waiting for room in the queue rather than failing. A job that fails

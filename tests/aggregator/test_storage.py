@@ -12,7 +12,7 @@ from edgewatch.aggregator.compaction import hour_rollup, read_tier
 from edgewatch.aggregator.db import open_writer
 from edgewatch.aggregator.rollup import Agg, rebucket
 from edgewatch.aggregator.schema import HOUR_MS, TIERS
-from edgewatch.aggregator.store import QUIET_MS
+from edgewatch.aggregator.store import QUIET_MS, SETTLE_LIMIT_MS, SETTLE_MS
 
 from .conftest import SERIES, T0, batch, harness
 
@@ -49,6 +49,10 @@ def test_outage_back_fill_lands_in_every_tier_exactly_once(tmp_path: Path) -> No
             for t in live:  # one sample per frame, as the default agent sends
                 seq += 1
                 assert (await h.push(batch("web-1", seq, [t])))[0] == 200
+            # every frame came just now (this clock stands still): the closed windows settle first
+            report = await h.store.maintain(h.clock.ms)
+            assert (report.compacted_windows, report.settling_windows) == (0, 4)
+            h.clock.ms += SETTLE_MS
             report = await h.store.maintain(h.clock.ms)
             assert report.compacted_windows == 4  # the windows without a sample stay empty
             # the back-log comes after the outage: key frames of 30 samples, one sent twice
@@ -59,6 +63,7 @@ def test_outage_back_fill_lands_in_every_tier_exactly_once(tmp_path: Path) -> No
                 assert (await h.push(b))[0] == 200
             before = h.sql("SELECT count(*) FROM recent")[0][0]
             assert before == 4  # 120 back-filled samples in 4 frames over 2 windows
+            h.clock.ms += SETTLE_MS
             await h.store.maintain(h.clock.ms)
             assert h.sql("SELECT count(*) FROM recent") == [(0,)]
             assert h.sql("SELECT count(*), sum(samples) FROM raw_blocks") == [(6, 360 * 3)]
@@ -209,12 +214,41 @@ def test_a_window_that_cannot_be_compacted_does_not_stop_the_others_or_retention
                     (hid, T0, T0, T0, b"not zstd"),
                 )
             )
-            report = await h.store.maintain(h.clock.ms, h.retention)
+            report = await h.store.maintain(h.clock.ms + SETTLE_MS, h.retention)
             assert report.failed == 1
             assert report.compacted_windows == 1
             assert h.sql("SELECT count(*) FROM raw_blocks") == [(1,)]
             status = await h.store.readers.run(lambda conn: conn.execute("PRAGMA auto_vacuum").fetchone()[0])
             assert status == 2  # incremental: free pages can be given back
+
+    run(scenario())
+
+
+def test_a_closed_window_is_compacted_once_frames_stop_coming_into_it(tmp_path: Path) -> None:
+    """A back-fill in progress is compacted once, when it is done: a closed window is left alone
+    while frames come into it, and compacted ``SETTLE_LIMIT_MS`` after the first if they keep coming."""
+
+    async def scenario() -> None:
+        async with harness(tmp_path, now_ms=T0 + HOUR) as h:
+            await h.add_agent("web-1")
+            start = h.clock.ms
+            passes = []
+            step = SETTLE_MS // 2
+            frames = SETTLE_LIMIT_MS // step + 1
+            for k in range(frames):  # frames of the first window (closed long ago), one each step
+                h.clock.ms = start + k * step
+                assert (await h.push(batch("web-1", k + 1, [T0 + k * 1_000])))[0] == 200
+                report = await h.store.maintain(h.clock.ms + 1)
+                passes.append((report.compacted_windows, report.settling_windows))
+            # left while the frames come, compacted once the last came SETTLE_LIMIT_MS after the first
+            assert passes == [(0, 1)] * (frames - 1) + [(1, 0)]
+            assert (await h.push(batch("web-1", frames + 1, [T0 + frames * 1_000])))[0] == 200
+            report = await h.store.maintain(h.clock.ms + SETTLE_MS - 1)
+            assert (report.compacted_windows, report.settling_windows) == (0, 1)
+            report = await h.store.maintain(h.clock.ms + SETTLE_MS)
+            assert (report.compacted_windows, report.settling_windows) == (1, 0)
+            assert h.sql("SELECT count(*) FROM recent") == [(0,)]
+            assert h.sql("SELECT count(*), sum(samples) FROM raw_blocks") == [(1, (frames + 1) * len(SERIES))]
 
     run(scenario())
 
@@ -237,15 +271,17 @@ def test_a_complete_chunk_span_is_merged_once_no_compaction_writes_into_it(tmp_p
                 return (await _load1(h, token, span, span + HOUR, "1m"))["series"]
 
             for k in range(3):  # three windows of a back-log, one pass each, as the spool drains
+                h.clock.ms = now + k * 60_000
                 ts = [span + k * 600_000 + i * 10_000 for i in range(60)]
                 assert (await h.push(batch("web-1", k + 1, ts)))[0] == 200
-                report = await h.store.maintain(now + k * 60_000)
+                report = await h.store.maintain(h.clock.ms + SETTLE_MS)
                 assert (report.compacted_windows, report.merged_rows) == (1, 0)
             assert rows() == 3
             before = await answer()
-            report = await h.store.maintain(now + 2 * 60_000 + QUIET_MS - 1)
+            last = h.clock.ms + SETTLE_MS  # the last compaction into the span
+            report = await h.store.maintain(last + QUIET_MS - 1)
             assert (report.merged_rows, rows()) == (0, 3)  # still within the quiet period
-            report = await h.store.maintain(now + 2 * 60_000 + QUIET_MS)
+            report = await h.store.maintain(last + QUIET_MS)
             assert (report.merged_rows, rows()) == (3, 1)
             assert await answer() == before
 
