@@ -98,7 +98,10 @@ class HostState:
         net = [self.values[k] for k in ("net_rx", "net_tx") if k in self.values]
         for key, value in (*((k, self.values.get(k)) for k in ("cpu", "memory", "disk")), ("net", sum(net))):
             if value is not None and (key != "net" or net):
-                self.spark.setdefault(key, Spark()).add(last, value)
+                spark = self.spark.get(key)
+                if spark is None:  # (not setdefault: that would make a ring at every frame)
+                    spark = self.spark[key] = Spark()
+                spark.add(last, value)
 
     def _plan(self, series: Sequence[Series]) -> list[tuple[int, str]]:
         """Where the headline series are in a frame's series list, and what each is: a frame holds

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgewatch.aggregator import status
 from edgewatch.aggregator.status import MINUTE_MS, SPARK_MINUTES, HostState, Spark
 from edgewatch.protocol import Batch, Series
 
@@ -90,3 +91,22 @@ def test_the_sparkline_ring_shows_what_averaging_each_minute_of_the_hour_shows(
         kept = minute > newest - SPARK_MINUTES * MINUTE_MS and minute in by_minute
         expected.append(round(sum(by_minute[minute]) / len(by_minute[minute]), 2) if kept else None)
     assert spark.minutes(now) == pytest.approx(expected)
+
+
+def test_each_headline_gets_one_ring_not_one_per_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Spark] = []
+
+    class Counted(Spark):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(status, "Spark", Counted)
+    state = HostState("h")
+    for k in range(60):
+        state.update(frame(k + 1, T0 + k * 10_000, cpu=10.0, rx=k * 1000))
+    assert sorted(state.spark) == ["cpu", "memory", "net"]
+    assert len(made) == 3  # not one per frame
+    assert all(ring in made for ring in state.spark.values())
