@@ -180,25 +180,42 @@ def _decode_single(
     raws: dict[int, Any],
     gaps: dict[int, list[bool]],
 ) -> list[tuple[Value, ...]]:
+    """The columns of a one-sample frame: the runs of INT slots between the raw, float and gap
+    columns (in most frames, all of it) by ``_decode_ints``, those columns one by one."""
+    others = sorted({*raws, *floats, *(j for j, bits in gaps.items() if bits[0])})
     values: list[tuple[Value, ...]] = []
-    int_slot = dec.int_slot
-    for j, s in enumerate(series):
+    start = 0
+    for j in others:
+        if start < j:
+            values += _decode_ints(dec, series[start:j], ref_cols[start:j])
         if j in raws:
             values.append(_raw_column(raws[j], j, 1))
-        elif gaps and j in gaps and gaps[j][0]:
+        elif j in gaps and gaps[j][0]:
             values.append((None,))
-        elif j in floats:
-            a, b = history_of(FLOAT, s.precision, ref_cols[j])
+        else:  # a float column
+            a, b = history_of(FLOAT, series[j].precision, ref_cols[j])
             values.append((from_domain(FLOAT, None, dec.float_slot(a, b)),))
+        start = j + 1
+    if start < len(series):
+        values += _decode_ints(dec, series[start:], ref_cols[start:])
+    return values
+
+
+def _decode_ints(dec: Decoder, series: Sequence[Series], ref_cols: RefColumns) -> list[tuple[Value, ...]]:
+    """One-sample INT columns of ``series`` (no raw or float column, no gap among them), in a loop
+    with nothing else to ask of each series."""
+    values: list[tuple[Value, ...]] = []
+    append = values.append
+    int_slot = dec.int_slot
+    for s, rc in zip(series, ref_cols):
+        p = s.precision
+        a, b = _history(INT, p, rc)
+        if a is not None and a == b and dec.slot != dec.next_wrong:  # unchanged and guessed so
+            dec.slot += 1
+            x = a
         else:
-            p = s.precision
-            a, b = _history(INT, p, ref_cols[j])
-            if a is not None and a == b and dec.slot != dec.next_wrong:  # unchanged and guessed so
-                dec.slot += 1
-                x = a
-            else:
-                x = int_slot(a, b, s.kind)
-            values.append((x if p is None else x / POW10[p],))
+            x = int_slot(a, b, s.kind)
+        append((x if p is None else x / POW10[p],))
     return values
 
 

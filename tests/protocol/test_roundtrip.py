@@ -20,6 +20,8 @@ from edgewatch.protocol import (
     reference_of,
     table,
 )
+from edgewatch.protocol.columns import FLOAT, to_domain
+from edgewatch.protocol.stream import GAUGE, Decoder, Encoder
 
 from .strategies import batches, reference_pairs
 
@@ -262,3 +264,23 @@ def test_the_history_shortcut_at_the_edges_of_scaled() -> None:
             for b in _EDGES:
                 got = table._history(table.INT, precision, (b, a))
                 assert got == table.history_of(table.INT, precision, (b, a)), (precision, a, b)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_one_sample_columns_of_every_kind_decode_in_place(fast: bool) -> None:
+    """INT runs around a raw, a float and a gap column, and a column that is both a gap and a float
+    (only a hostile frame says so: the gap wins), the same on both paths."""
+    series = [Series(name) for name in "abcdef"]
+    enc = Encoder()
+    enc.int_slot(5, None, None, GAUGE)  # a
+    enc.float_slot(to_domain(FLOAT, None, 2.5), None, None)  # c
+    enc.int_slot(7, None, None, GAUGE)  # e
+    enc.int_slot(-1, None, None, GAUGE)  # f
+    dec = Decoder(enc.stream(), 4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(table, "SINGLE_SAMPLE_FAST_PATH", fast)
+        values = table.decode_columns(
+            dec, series, [None] * 6, 1, floats={1, 2}, raws={3: [9.5]}, gaps={1: [True], 4: [False]}
+        )
+    dec.finish()
+    assert values == [(5,), (None,), (2.5,), (9.5,), (7,), (-1,)]
