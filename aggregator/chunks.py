@@ -121,14 +121,20 @@ def _unpack(
     (the other fields' values are not read: an hour of a day's chunk costs an hour)."""
     starts = _starts(fields[0], t0, res_ms, first, last)
     if span is not None:
-        lo, hi = bisect_left(starts, span[0]), bisect_left(starts, span[1])
-        if (lo, hi) != (0, len(starts)):
-            starts = starts[lo:hi]
-            fields = [fields[0], *(f[w * lo : w * hi] for f, w in zip(fields[1:], _WIDTHS[1:]))]
+        starts, fields = _in_span(starts, fields, *span)
     counts = _counts(fields[1])
     last_ts = map(add, _items(fields[2], "q"), starts)
     mn, mx, total, lst = (_items(f, "d") for f in fields[3:])
     return dict(zip(starts, map(Agg, counts, mn, mx, total, lst, last_ts)))
+
+
+def _in_span(starts: list[int], fields: Fields, start: int, end: int) -> tuple[list[int], Fields]:
+    """The starts and fields of the buckets that start in ``[start, end)`` (the index field, whose
+    deltas do not slice, as it is)."""
+    lo, hi = bisect_left(starts, start), bisect_left(starts, end)
+    if (lo, hi) == (0, len(starts)):
+        return starts, fields
+    return starts[lo:hi], [fields[0], *(f[w * lo : w * hi] for f, w in zip(fields[1:], _WIDTHS[1:]))]
 
 
 def _geometry(head: bytes, size: int) -> tuple[int, int, int, int]:
@@ -323,17 +329,14 @@ def span_totals(rows: Sequence[bytes], start: int, end: int) -> dict[int, Agg] |
                 if last < start or first >= end:
                     continue
                 f = chunk.fields(e)
-                starts = _starts(f[0], t0, res_ms, e[1], e[2])
-                lo, hi = bisect_left(starts, start), bisect_left(starts, end)
-                if lo == hi:
+                starts, f = _in_span(_starts(f[0], t0, res_ms, e[1], e[2]), f, start, end)
+                if not starts:
                     continue
-                if starts[lo] <= after.get(sid, starts[lo] - 1):
+                if starts[0] <= after.get(sid, starts[0] - 1):
                     return None
-                after[sid] = starts[hi - 1]
-                offsets = array("q", map(add, _array(f[2][8 * lo : 8 * hi], "q"), starts[lo:hi]))
-                parts.setdefault(sid, []).append(
-                    [_le(offsets), *(fld[w * lo : w * hi] for fld, w in zip(f[1:], _WIDTHS[1:]))]
-                )
+                after[sid] = starts[-1]
+                last_ts = array("q", map(add, _array(f[2], "q"), starts))
+                parts.setdefault(sid, []).append([_le(last_ts), *f[1:]])
         return _totals(parts)
     except (IndexError, ValueError, OverflowError) as exc:  # ChunkError is a ValueError
         raise _corrupt(exc) from None
