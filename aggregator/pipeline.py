@@ -4,7 +4,7 @@ The engine calls ``submit(alert, transition, annotations, now_ms, severity=…)`
 I/O) for each transition to firing (new, or a change of level) or resolved; ``run(clock)`` awaits
 ``tick(now_ms)`` every second and right after a submit. Time is an argument and there is no SQLite
 here: every step goes to ``log(fingerprint, kind, detail)`` (kind in `LOG_KINDS`, ``detail["at"]``
-the time), restart state to ``export_state``/``import_state``. The stages, in order:
+the time), restart state to ``export_state``/``import_state`` (``pipelinestate``). The stages, in order:
 
 1. inhibition: while an alert of an ``inhibitors`` rule (``host_down``) fires, the other alerts
    with its ``host`` label are muted. The pipeline tracks those alerts itself from what is submitted.
@@ -38,17 +38,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import inspect
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from .alertstate import AlertState, Transition
-from .notify.base import Channel, Delivery, Notification, one_line
+from .notify.base import Channel, Delivery, Notification, json_number, one_line
+from .pipelinestate import Item, Message, Target, Tracked, note_of, read_state, state_json
 from .routing import NotifyDefaults, Route, Silence, assign, match_labels
 from .rules import SEVERITIES
 
@@ -58,7 +56,6 @@ LOG_KINDS: tuple[str, ...] = ("notified", "delivery_failed", "retry_scheduled", 
 LOG_KINDS += ("inhibited", "escalated", "grouped", "digest")
 LogFn = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
 GoneFn = Callable[[str, tuple[str, ...]], Awaitable[None] | None]
-STATE_VERSION = 1
 COALESCE_S = 0.02
 FIRING = ("firing", "repeat", "escalation")  # kinds of item that tell a channel the alert fires
 ALL = (*FIRING, "resolved")
@@ -68,65 +65,7 @@ class _Targeted(Protocol):
     async def send(self, notifications: Sequence[Notification], *, only: Collection[str]) -> Delivery: ...
 
 
-@dataclass
-class _Target:
-    """One alert on one channel: what the channel was told and what waits to be sent to it."""
-
-    route: int
-    group: str
-    escalation: bool = False
-    notified_at: int | None = None  # the last firing message that arrived (or was given up on)
-    notified_level: str | None = None  # its severity
-    told_firing: bool = False  # a firing message arrived and no resolution since
-    pending: str | None = None  # the kind of item waiting for its group
-    pending_since: int = 0
-    queued: int = 0  # its items in the outbox (open digests, retries) or in flight
-
-
-@dataclass
-class _Alert:
-    rule: str
-    labels: dict[str, str]
-    severity: str
-    state: str  # firing or resolved
-    fired_at: int
-    note: dict[str, Any]  # summary, description, value (JSON-safe), url, at
-    acked: bool = False
-    escalated: bool = False
-    muted: str | None = None  # silenced or inhibited, as last seen
-    targets: dict[str, _Target] = field(default_factory=dict)
-
-
-@dataclass
-class _Item:
-    fp: str
-    kind: str
-    severity: str
-    note: Notification
-
-
-@dataclass
-class _Message:
-    id: int
-    channel: str
-    route: int
-    due: int
-    items: list[_Item]
-    attempt: int = 0  # sends made
-    only: list[str] | None = None  # Web Push endpoints still to reach
-    digest: bool = False  # open: items join it until it is due
-
-
-def _json_number(v: float | None) -> float | str | None:
-    return v if v is None or math.isfinite(v) else ("NaN" if math.isnan(v) else f"{v:+}".title())
-
-
-def _note(data: Mapping[str, Any]) -> Notification:
-    value = data["value"]
-    return Notification(**{**data, "value": float(value) if isinstance(value, str) else value})
-
-
-def _told_severity(a: _Alert, t: _Target) -> str:
+def _told_severity(a: Tracked, t: Target) -> str:
     """The severity an item for ``t`` goes out with: a resolution has that of the firing the channel
     was told (a critical alert that eased to a warning before it resolved is resolved as critical,
     and as soon), anything else the alert's own."""
@@ -156,10 +95,10 @@ class Pipeline:
         self.channels, self.routes = dict(channels), tuple(routes)
         self.defaults = defaults or NotifyDefaults()
         self._log, self._silences, self._on_gone, self._timer = log, silences, on_gone, timer
-        self._alerts: dict[str, _Alert] = {}
+        self._alerts: dict[str, Tracked] = {}
         self._down: dict[str, set[str]] = {}  # host -> its firing inhibitor alerts
-        self._outbox: list[_Message] = []
-        self._inflight: list[_Message] = []
+        self._outbox: list[Message] = []
+        self._inflight: list[Message] = []
         self._last_flush: dict[str, int] = {}  # group -> time of its last send
         self._next_id = 1
         self._events: collections.deque[tuple[str, str, dict[str, Any]]] = collections.deque()
@@ -192,7 +131,7 @@ class Pipeline:
         note = {
             "summary": annotations.get("summary") or alert.rule,
             "description": annotations.get("description", ""),
-            "value": _json_number(value),
+            "value": json_number(value),
             "url": url,
             "at": transition.at,
         }
@@ -205,7 +144,7 @@ class Pipeline:
             return
         fired_at = alert.fired_at if alert.fired_at is not None else transition.at
         if a is None:
-            a = self._alerts[fp] = _Alert(alert.rule, dict(alert.labels), sev, "firing", fired_at, note)
+            a = self._alerts[fp] = Tracked(alert.rule, dict(alert.labels), sev, "firing", fired_at, note)
         elif a.state != "firing" or transition.from_state != "firing":  # a new firing
             a.fired_at, a.escalated = fired_at, False
         a.labels, a.severity, a.state, a.note = dict(alert.labels), sev, "firing", note
@@ -233,7 +172,7 @@ class Pipeline:
                 t.pending = None if t.pending in ("repeat", "escalation") else t.pending
                 self._cancel(fingerprint, ch, ("repeat", "escalation"))
 
-    def _resolve(self, fp: str, a: _Alert, note: dict[str, Any], now: int) -> None:
+    def _resolve(self, fp: str, a: Tracked, note: dict[str, Any], now: int) -> None:
         a.state, a.note, a.escalated, a.acked = "resolved", note, False, False
         self._track_down(fp, a)
         told, in_flight = [], False
@@ -255,7 +194,7 @@ class Pipeline:
 
     # --- the stages -------------------------------------------------------------------------
 
-    def _track_down(self, fp: str, a: _Alert) -> None:
+    def _track_down(self, fp: str, a: Tracked) -> None:
         host = a.labels.get("host", "")
         if a.rule in self.defaults.inhibitors and host:
             hosts = self._down.setdefault(host, set())
@@ -263,14 +202,14 @@ class Pipeline:
             if not hosts:
                 del self._down[host]
 
-    def _mute(self, a: _Alert, now: int, silences: Sequence[Silence]) -> tuple[str, dict[str, Any]] | None:
+    def _mute(self, a: Tracked, now: int, silences: Sequence[Silence]) -> tuple[str, dict[str, Any]] | None:
         if a.rule not in self.defaults.inhibitors and (by := self._down.get(a.labels.get("host", ""))):
             return "inhibited", {"by": min(by)}
         labels = match_labels(a.rule, a.severity, a.labels)
         silence = next((s for s in silences if s.matches(labels, now)), None)
         return ("silenced", {"silence": silence.id}) if silence else None
 
-    def _schedule_firing(self, fp: str, a: _Alert, now: int) -> list[str]:
+    def _schedule_firing(self, fp: str, a: Tracked, now: int) -> list[str]:
         """Let the firing wait in its groups, for the channels not told it fires at this level."""
         made = []
         for ch, t in a.targets.items():  # a resolution waiting to be sent is no longer true
@@ -280,7 +219,7 @@ class Pipeline:
         if a.escalated:  # the channels this firing was escalated to keep hearing of it
             channels |= {ch: t.route for ch, t in a.targets.items() if t.escalation and ch not in channels}
         for ch, ri in channels.items():
-            t = a.targets.setdefault(ch, _Target(ri, ""))
+            t = a.targets.setdefault(ch, Target(ri, ""))
             if not t.escalation:
                 t.route, t.group = ri, self.routes[ri].group_of(ri, a.labels)
             if (t.told_firing and a.severity == t.notified_level) or t.pending in FIRING:
@@ -289,7 +228,7 @@ class Pipeline:
             made.append(ch)
         return made
 
-    def _ready_at(self, a: _Alert, t: _Target) -> int:
+    def _ready_at(self, a: Tracked, t: Target) -> int:
         if t.pending in ("repeat", "escalation"):
             return t.pending_since
         r = self.routes[t.route]
@@ -325,7 +264,7 @@ class Pipeline:
             a.escalated, group = True, self.routes[ri].group_of(ri, a.labels) + "/escalation"
             new = [ch for ch in self.routes[ri].escalate_to if ch not in a.targets]
             for ch in new:
-                a.targets[ch] = _Target(ri, group, escalation=True, pending="escalation", pending_since=now)
+                a.targets[ch] = Target(ri, group, escalation=True, pending="escalation", pending_since=now)
             self._emit(fp, "escalated", now, channels=new, after_s=after)
 
     def _repeat(self, now: int) -> None:
@@ -339,7 +278,7 @@ class Pipeline:
                     t.pending, t.pending_since = "repeat", now
 
     def _flush(self, now: int) -> None:
-        groups: dict[str, list[tuple[str, _Alert, str, _Target]]] = {}
+        groups: dict[str, list[tuple[str, Tracked, str, Target]]] = {}
         for fp, a in self._alerts.items():
             for ch, t in a.targets.items():
                 if t.pending == "firing" and t.told_firing and a.severity == t.notified_level:
@@ -351,17 +290,17 @@ class Pipeline:
             if min(self._ready_at(a, t) for _, a, _, t in members) > now:
                 continue
             self._last_flush[group] = now
-            messages: dict[str, _Message] = {}
+            messages: dict[str, Message] = {}
             for fp, a, ch, t in members:
                 kind = t.pending or "firing"
                 state = "resolved" if kind == "resolved" else "firing"
                 fields: dict[str, Any] = {"key": fp, "rule": a.rule, "host": a.labels.get("host", "")}
                 severity = _told_severity(a, t)
                 fields.update(level=severity, fired_at=a.fired_at)
-                note = _note({**a.note, **fields, "state": state, "labels": a.labels, "group": group})
+                note = note_of({**a.note, **fields, "state": state, "labels": a.labels, "group": group})
                 self._cancel(fp, ch, ALL)  # the newest word on the alert replaces a queued one
                 t.pending, t.queued = None, t.queued + 1
-                item, r = _Item(fp, kind, severity, note), self.routes[t.route]
+                item, r = Item(fp, kind, severity, note), self.routes[t.route]
                 if r.digest and kind != "escalation":
                     if (m := digests.get((ch, t.route))) is None:
                         m = digests[ch, t.route] = self._message(
@@ -375,9 +314,9 @@ class Pipeline:
                     messages[ch] = self._message(ch, t.route, now)
                 messages[ch].items.append(item)
 
-    def _message(self, channel: str, route: int, due: int) -> _Message:
+    def _message(self, channel: str, route: int, due: int) -> Message:
         self._next_id += 1
-        self._outbox.append(m := _Message(self._next_id - 1, channel, route, due, []))
+        self._outbox.append(m := Message(self._next_id - 1, channel, route, due, []))
         return m
 
     def _cancel(self, fp: str, channel: str, kinds: Collection[str]) -> None:
@@ -426,7 +365,7 @@ class Pipeline:
                 except Exception:
                     log.exception("channel=%s the on_gone callback failed", m.channel)
 
-    async def _send(self, m: _Message) -> Delivery:
+    async def _send(self, m: Message) -> Delivery:
         notes, channel = [it.note for it in m.items], self.channels[m.channel]
         started = time.perf_counter()
         try:
@@ -441,7 +380,7 @@ class Pipeline:
             self._timer(m.channel, time.perf_counter() - started, d.ok)
         return d
 
-    def _apply(self, m: _Message, d: Delivery, now: int) -> None:
+    def _apply(self, m: Message, d: Delivery, now: int) -> None:
         arrived = d.ok or any(p.ok for p in d.parts)
         retry = not d.ok and d.retryable and m.attempt < self.defaults.max_attempts
         due = now + round(max(self.defaults.retry_delay(m.attempt), d.retry_after or 0.0) * 1000)
@@ -463,7 +402,7 @@ class Pipeline:
             self._outbox.append(m)
 
     def _settle(
-        self, it: _Item, channel: str, *, arrived: bool, final: bool, now: int, sent: bool = True
+        self, it: Item, channel: str, *, arrived: bool, final: bool, now: int, sent: bool = True
     ) -> None:
         a = self._alerts.get(it.fp)
         if a is None or (t := a.targets.get(channel)) is None:
@@ -545,37 +484,12 @@ class Pipeline:
 
     def export_state(self) -> dict[str, Any]:
         """Everything a restart needs, as JSON-able data (save it after each tick and submit)."""
-        messages = [
-            {**dataclasses.asdict(m), "items": [{**vars(it), "note": it.note.as_json()} for it in m.items]}
-            for m in [*self._inflight, *self._outbox]
-        ]
-        alerts = {fp: dataclasses.asdict(a) for fp, a in self._alerts.items()}
-        return {
-            "version": STATE_VERSION,
-            "alerts": alerts,
-            "outbox": messages,
-            "last_flush": dict(self._last_flush),
-            "next_id": self._next_id,
-        }
+        return state_json(self._alerts, [*self._inflight, *self._outbox], self._last_flush, self._next_id)
 
     def import_state(self, data: Mapping[str, Any]) -> None:
         """Continue from what ``export_state`` gave; targets and messages of channels or routes that
         no longer exist are dropped. ``ValueError`` when ``data`` is not such state."""
-        if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
-            raise ValueError(f"notification state: version must be {STATE_VERSION}")
-        try:
-            alerts = {
-                fp: _Alert(**{**a, "targets": {ch: _Target(**t) for ch, t in a["targets"].items()}})
-                for fp, a in data["alerts"].items()
-            }
-            outbox = [
-                _Message(**{**m, "items": [_Item(**{**it, "note": _note(it["note"])}) for it in m["items"]]})
-                for m in data["outbox"]
-            ]
-            last_flush = {str(g): int(t) for g, t in data["last_flush"].items()}
-            next_id = int(data["next_id"])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"notification state: not what export_state wrote ({e})") from None
+        alerts, outbox, last_flush, next_id = read_state(data)
 
         def usable(channel: str, route: int) -> bool:
             return channel in self.channels and 0 <= route < len(self.routes)

@@ -80,7 +80,7 @@ class Notification:
             "summary": self.summary,
             "description": self.description,
             "labels": dict(self.labels),
-            "value": _json_number(self.value),
+            "value": json_number(self.value),
             "url": self.url,
             "at": self.at,
             "group": self.group,
@@ -88,7 +88,8 @@ class Notification:
         }
 
 
-def _json_number(v: float | None) -> float | str | None:
+def json_number(v: float | None) -> float | str | None:
+    """``v`` as JSON can hold it: NaN and the infinities as "NaN", "+Inf" and "-Inf"."""
     if v is None or math.isfinite(v):
         return v
     if math.isnan(v):
