@@ -140,7 +140,7 @@ async def start_alerting(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    ing.observers.append(observe)
+    ing.observers["rules"] = observe
     registry.gauge(
         "edgewatch_rule_evaluations_total",
         "Rule evaluations (a rule on one series), on arrival and on the timer.",

@@ -193,7 +193,7 @@ def federation_context(
 
     async def federation(app: web.Application) -> AsyncIterator[None]:
         fed = app[FEDERATION] = Federation(Latest(), int(max_age_s * 1000))
-        app[ingest.INGEST].observers.append(fed.latest.observe)
+        app[ingest.INGEST].observers["federate"] = fed.latest.observe
         registry.gauge(
             "edgewatch_federate_series",
             "Series whose newest sample /federate holds.",

@@ -68,7 +68,10 @@ class Ingest:
     states: dict[str, HostState] = field(default_factory=dict)
     inflight: dict[int, int] = field(default_factory=dict)
     queued_samples: int = 0
-    observers: list[Callable[[str, Batch, int], None]] = field(default_factory=list)  # after each commit
+    # after each commit, by name: rules, live updates, /federate, remote write
+    observers: dict[str, Callable[[str, Batch, int], None]] = field(default_factory=dict)
+    # seconds the event loop spent in each step after the commit: "status" and each observer
+    observer_seconds: dict[str, float] = field(default_factory=lambda: {"status": 0.0})
     # host id -> the commands to hand over with a push answer (set when remote commands are on)
     pending_commands: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
     decoding: int = 0
@@ -94,6 +97,11 @@ class Ingest:
             "Samples not stored because they are older than raw retention.",
         )
         self.latency = r.histogram("edgewatch_ingest_push_seconds", "Time from request to answer of a push.")
+        r.gauge(
+            "edgewatch_ingest_observer_seconds_total",
+            "Time the event loop spent after each push's commit, by step (host status, each observer).",
+            lambda: {(("step", name),): spent for name, spent in self.observer_seconds.items()},
+        )
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -290,14 +298,18 @@ async def _store(
         ing.store.arrived(host.id, result.windows, now)
         if result.dropped_old:
             ing.dropped.inc(result.dropped_old)
+        spent = ing.observer_seconds
+        t0 = time.perf_counter()
         ing.state(host.name).update(batch, now)
-        for observe in ing.observers:
+        t1 = time.perf_counter()
+        spent["status"] += t1 - t0
+        for name, observe in ing.observers.items():
             try:
                 observe(host.name, batch, now)
             except Exception:  # the frame is stored: a bug in an observer must not fail the push
-                log.exception(
-                    "observer=%s failed host=%s", getattr(observe, "__qualname__", observe), host.name
-                )
+                log.exception("observer=%s failed host=%s", name, host.name)
+            t0, t1 = t1, time.perf_counter()
+            spent[name] = spent.get(name, 0.0) + t1 - t0
     commands = await ing.pending_commands(host.id) if ing.pending_commands is not None else []
     ing.latency.observe(time.perf_counter() - started)
     return json_response({"ack": batch.seq, "commands": commands})

@@ -284,6 +284,6 @@ def start_hub(app: web.Application, registry: Registry) -> Hub:
 
     hub = Hub(host_json, host_status)
     app[HUB] = hub
-    ing.observers.append(hub.frame)
+    ing.observers["live"] = hub.frame
     registry.gauge("edgewatch_live_clients", "Open live WebSockets.", lambda: {(): float(len(hub.clients))})
     return hub

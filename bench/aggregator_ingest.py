@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing
 import pickle
+import re
 import sqlite3
 import subprocess
 import sys
@@ -56,6 +57,7 @@ from edgewatch.protocol import Batch, encode, next_reference
 BUDGET_SAMPLES_PER_CORE_S = 300_000
 INTERVAL_S = 10.0
 COMPACT_INTERVAL_S = 2.0
+STEPS_METRIC = "edgewatch_ingest_observer_seconds_total"  # the event loop's time after each commit
 DAY_MS = 86_400_000
 
 
@@ -201,6 +203,38 @@ def metric(url: str, name: str) -> float:
     return total
 
 
+def metric_by_label(url: str, name: str, label: str) -> dict[str, float]:
+    """The samples of metric ``name`` by the value of its label ``label``."""
+    status, body = http(url + "/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    pattern = rf'^{re.escape(name)}\{{{re.escape(label)}="([^"]*)"\}} (\S+)$'
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, body.decode(), re.M)}
+
+
+def per_push_us(
+    pushes: int,
+    samples: int,
+    cpu: float,
+    *,
+    by_thread: dict[str, float],
+    steps: dict[str, float],
+    floor: float,
+) -> dict[str, Any]:
+    """Where a push's CPU goes, in microseconds a push, beside what the budget allows a push."""
+
+    def us(seconds: float) -> float:
+        return rnd(seconds / max(pushes, 1) * 1e6, 1)
+
+    return {
+        "budget": rnd(samples / max(pushes, 1) / BUDGET_SAMPLES_PER_CORE_S * 1e6, 1),
+        "aggregator": us(cpu),
+        "by_thread": {name: us(seconds) for name, seconds in by_thread.items()},
+        "event_loop_after_commit": {name: us(seconds) for name, seconds in sorted(steps.items())},
+        "http_floor": floor,
+    }
+
+
 def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - 2 * DAY_MS
@@ -249,6 +283,7 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         wait_compacted(data_dir / DB_NAME, 600)
         time.sleep(2.5)  # let the maintenance pass that emptied ``recent`` finish its merges
         before_samples = metric(agg.url, "edgewatch_ingest_samples_total")
+        steps0 = metric_by_label(agg.url, STEPS_METRIC, "step")
         log_mark = log_lines(agg.log_path)
         threads0 = thread_cpu(agg.pid)
         cpu0, load_cpu0 = agg.cpu(), cpu_seconds(loader.pid)
@@ -263,6 +298,7 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         busy1, own1 = machine_busy_s(), own_cpu_s()
         threads1 = thread_cpu(agg.pid)
         stored = metric(agg.url, "edgewatch_ingest_samples_total") - before_samples
+        steps = {k: v - steps0.get(k, 0.0) for k, v in metric_by_label(agg.url, STEPS_METRIC, "step").items()}
         rss = rss_mb(agg.pid)
         loader.stdin.close()  # type: ignore[union-attr]
         loader.wait(30)
@@ -282,6 +318,7 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
     log(f"ingest [{case.label}]: the same frames to the HTTP floor (bench/http_floor.py)")
     floor = http_floor(load_file, procs, frame_count, samples, cpu)
     loop_thread = threads1.get(agg.pid, ("", 0.0))[1] - threads0.get(agg.pid, ("", 0.0))[1]
+    by_thread = cpu_by_thread_kind(threads0, threads1, agg.pid)
     samples_per_cpu = samples / cpu if cpu > 0 else None
     ok = result["errors"] == 0 and result["status"].get("409", 0) == 0 and stored == samples
     line: dict[str, Any] = {
@@ -305,7 +342,10 @@ def run_case(case: Case, tmp: Path, procs: Processes, pool: Any) -> dict[str, An
         "aggregator_cpu_s_per_million_samples": rnd(cpu / samples * 1e6, 2),
         "aggregator_event_loop_thread_cpu_s": rnd(loop_thread, 2),
         "aggregator_other_threads_cpu_s": rnd(cpu - loop_thread, 2),
-        "aggregator_cpu_s_by_thread": cpu_by_thread_kind(threads0, threads1, agg.pid),
+        "aggregator_cpu_s_by_thread": by_thread,
+        "per_push_us": per_push_us(
+            frame_count, samples, cpu, by_thread=by_thread, steps=steps, floor=floor["cpu_us_per_push"]
+        ),
         "samples_per_aggregator_cpu_s": None if samples_per_cpu is None else round(samples_per_cpu),
         "aggregator_cpu_utilisation": rnd(cpu / wall, 3),
         "aggregator_rss_mb": rnd(rss, 1),

@@ -225,10 +225,9 @@ def remote_write_context(
         forwarder = await asyncio.to_thread(Forwarder, endpoints, data_dir, registry, wall)
         app[FORWARDER] = forwarder
         forwarder.start()
-        app[ingest.INGEST].observers.append(forwarder.observe)
+        app[ingest.INGEST].observers["remote_write"] = forwarder.observe
         yield
-        with contextlib.suppress(ValueError):
-            app[ingest.INGEST].observers.remove(forwarder.observe)
+        app[ingest.INGEST].observers.pop("remote_write", None)
         await forwarder.close()
         log.info("remote write stopped; unsent samples stay queued for the next start")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 from edgewatch.aggregator.ingest import AGENT_MAX_FAILURES
 from edgewatch.aggregator.writer import Overloaded
-from edgewatch.protocol import decode, encode, next_reference
+from edgewatch.protocol import Batch, decode, encode, next_reference
 
 from .conftest import T0, batch, harness
 
@@ -280,5 +281,36 @@ def test_wrong_agent_tokens_from_one_address_are_limited_but_known_agents_still_
                 assert r.status == 429
                 assert int(r.headers["Retry-After"]) > 0
             assert (await h.push(batch("web-1", 2, [T0 + 10_000])))[0] == 200
+
+    run(scenario())
+
+
+def test_metrics_count_the_loop_time_of_each_step_after_the_commit(tmp_path: Path) -> None:
+    """``edgewatch_ingest_observer_seconds_total{step}``: host status and every observer by name,
+    growing with each stored push; an observer that fails is timed too and the push is still 200."""
+
+    def steps(text: str) -> dict[str, float]:
+        pattern = r'^edgewatch_ingest_observer_seconds_total\{step="([^"]+)"\} (\S+)$'
+        return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.M)}
+
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            await h.add_agent("web-1")
+            viewer = await h.api_token()
+            status, text = await h.get("/metrics", viewer)
+            assert status == 200
+            assert steps(text) == {"status": 0.0}
+
+            def broken(host: str, b: Batch, now_ms: int) -> None:
+                raise RuntimeError("a bug in an observer")
+
+            h.ingest.observers["broken"] = broken
+            assert (await h.push(batch("web-1", 1, [T0, T0 + 10_000])))[0] == 200
+            first = steps((await h.get("/metrics", viewer))[1])
+            assert {"status", "rules", "live", "federate", "broken"} <= first.keys()
+            assert all(seconds > 0 for seconds in first.values())
+            assert (await h.push(batch("web-1", 2, [T0 + 20_000])))[0] == 200
+            second = steps((await h.get("/metrics", viewer))[1])
+            assert all(second[name] > first[name] for name in first)
 
     run(scenario())
