@@ -192,12 +192,16 @@ def wait_pass_logged(log_path: Path, since_line: int, interval_s: float, emptied
     return emptied
 
 
-def metric(url: str, name: str) -> float:
+def _scrape(url: str) -> str:
     status, body = http(url + "/metrics")
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
+    return body.decode()
+
+
+def metric(url: str, name: str) -> float:
     total = 0.0
-    for line in body.decode().splitlines():
+    for line in _scrape(url).splitlines():
         if line.startswith(name) and (line[len(name)] in " {"):
             total += float(line.rsplit(" ", 1)[1])
     return total
@@ -205,11 +209,8 @@ def metric(url: str, name: str) -> float:
 
 def metric_by_label(url: str, name: str, label: str) -> dict[str, float]:
     """The samples of metric ``name`` by the value of its label ``label``."""
-    status, body = http(url + "/metrics")
-    if status != 200:
-        raise RuntimeError(f"/metrics answered {status}")
     pattern = rf'^{re.escape(name)}\{{{re.escape(label)}="([^"]*)"\}} (\S+)$'
-    return {m[1]: float(m[2]) for m in re.finditer(pattern, body.decode(), re.M)}
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, _scrape(url), re.M)}
 
 
 def per_push_us(
