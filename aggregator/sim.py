@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .simhost import SCENARIOS
+from .simcatalog import SCENARIOS
 from .simrun import (
     Identity,
     ScenarioSpec,

@@ -34,7 +34,8 @@ import aiohttp
 
 from edgewatch.protocol import Batch, encode, next_reference
 
-from .simhost import Scenario, SimHost
+from .simcatalog import Scenario
+from .simhost import SimHost
 
 log = logging.getLogger("edgewatch.aggregator.sim")
 

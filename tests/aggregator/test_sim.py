@@ -29,7 +29,8 @@ from edgewatch.aggregator.sim import (
     parse_scenario,
     run_sim,
 )
-from edgewatch.aggregator.simhost import SCENARIOS, Scenario, SimHost, history
+from edgewatch.aggregator.simcatalog import SCENARIOS, Scenario
+from edgewatch.aggregator.simhost import SimHost, history
 from edgewatch.protocol import Kind, Series, as_decoded, decode, encode, next_reference
 
 EDGEWATCH = str(Path(sys.executable).with_name("edgewatch"))
