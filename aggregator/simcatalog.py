@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 SCENARIOS = ("cpu-spike", "memory-leak", "disk-fill", "service-down", "silent", "flapping")
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")  # as the agent
+# the agent's /proc/meminfo fields (agent/collectors/memory.py FIELDS; the aggregator may not import the
+# agent, so a test keeps the two in step)
 MEMORY_FIELDS: tuple[str, ...] = (
     "MemTotal",
     "MemFree",

@@ -29,7 +29,7 @@ from edgewatch.aggregator.sim import (
     parse_scenario,
     run_sim,
 )
-from edgewatch.aggregator.simcatalog import SCENARIOS, Scenario
+from edgewatch.aggregator.simcatalog import MEMORY_FIELDS, SCENARIOS, Scenario
 from edgewatch.aggregator.simhost import SimHost, history
 from edgewatch.protocol import Kind, Series, as_decoded, decode, encode, next_reference
 
@@ -677,3 +677,10 @@ def test_a_simulated_history_is_the_same_for_the_same_clock_and_seeds(tmp_path: 
         assert Counter(f["agent"] for f in frames) == {"sim-001": 6, "sim-002": 6, "sim-003": 6}
     assert sent[0] == sent[1]
     assert math.isclose(sent[0][1], 360 * sum(len(h.series) for h in fleet(config, T0)), rel_tol=0.01)
+
+
+def test_the_simulated_memory_fields_are_the_agents() -> None:
+    """The simulator sends the /proc/meminfo fields the agent's memory collector sends, in its order."""
+    from edgewatch.agent.collectors.memory import FIELDS
+
+    assert MEMORY_FIELDS == FIELDS
